@@ -1,0 +1,73 @@
+use std::path::PathBuf;
+
+/// The one error type of the repository layer. `kind()` lets the binary map errors to exit codes
+/// without matching on messages.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no repository at {location}: it has no `config` object (create one with `lifeline init`)"
+    )]
+    RepositoryNotFound { location: String },
+    #[error("{location} already holds files; `init` needs a new or empty location")]
+    RepositoryExists { location: String },
+    #[error("wrong password: no key slot of this repository opens with it")]
+    WrongPassword,
+    #[error("object {key} is damaged: {detail}")]
+    Corrupt { key: String, detail: String },
+    #[error("object {key} is missing from the repository")]
+    ObjectMissing { key: String },
+    #[error("object {key} already exists")]
+    AlreadyExists { key: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    #[error(
+        "snapshot prefix {0:?} is ambiguous: it matches several snapshots; give more characters"
+    )]
+    AmbiguousSnapshot(String),
+    #[error("repository format: {0}")]
+    Format(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Coarse classes of errors, stable for callers that map them to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    RepositoryNotFound,
+    WrongPassword,
+    Damaged,
+    Other,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::RepositoryNotFound { .. } => ErrorKind::RepositoryNotFound,
+            Error::WrongPassword => ErrorKind::WrongPassword,
+            Error::Corrupt { .. } | Error::ObjectMissing { .. } => ErrorKind::Damaged,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(key: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            key: key.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,26 @@
+//! lifeline's repository: storage backends, keys and encryption, chunking, packs, index, trees and
+//! snapshots, the write and read paths, and verification. It knows nothing of databases or of the CLI.
+//! The byte format is specified in `docs/format.md`.
+
+pub mod check;
+pub mod chunker;
+pub mod crypto;
+mod error;
+mod host;
+mod id;
+pub mod index;
+pub mod pack;
+mod payload;
+mod reader;
+mod repository;
+pub mod snapshot;
+pub mod storage;
+pub mod tree;
+pub mod walk;
+mod writer;
+
+pub use error::{Error, ErrorKind, Result};
+pub use id::Id;
+pub use reader::BlobReader;
+pub use repository::{Config, KeyInfo, Repository, DEFAULT_PACK_SIZE, FORMAT_VERSION};
+pub use writer::{Bundle, Writer, BUNDLE_FILE_LIMIT, DEFAULT_COMPRESSION};

@@ -1,0 +1,64 @@
+//! A blob or object plaintext: one compression byte, then the bytes (format.md §5).
+
+use crate::error::{Error, Result};
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+
+/// Compress with zstd at `level`; keep the raw bytes where compression does not shrink them.
+pub fn encode(raw: &[u8], level: i32) -> Vec<u8> {
+    if let Ok(compressed) = zstd::bulk::compress(raw, level) {
+        if compressed.len() < raw.len() {
+            let mut out = Vec::with_capacity(compressed.len() + 1);
+            out.push(ZSTD);
+            out.extend_from_slice(&compressed);
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    out.push(RAW);
+    out.extend_from_slice(raw);
+    out
+}
+
+/// The compression byte of an encoded payload.
+pub fn compression(payload: &[u8]) -> u8 {
+    payload.first().copied().unwrap_or(RAW)
+}
+
+/// Decode a payload whose raw length is known (blobs) or bounded by `capacity`.
+pub fn decode(payload: &[u8], capacity: usize, key: &str) -> Result<Vec<u8>> {
+    match payload.split_first() {
+        Some((&RAW, rest)) => Ok(rest.to_vec()),
+        Some((&ZSTD, rest)) => zstd::bulk::decompress(rest, capacity)
+            .map_err(|e| Error::corrupt(key, format!("zstd: {e}"))),
+        Some((other, _)) => Err(Error::corrupt(key, format!("unknown compression {other}"))),
+        None => Err(Error::corrupt(key, "empty payload")),
+    }
+}
+
+/// Decode a payload of unknown size (indexes, snapshots).
+pub fn decode_any(payload: &[u8], key: &str) -> Result<Vec<u8>> {
+    match payload.split_first() {
+        Some((&ZSTD, rest)) => {
+            zstd::stream::decode_all(rest).map_err(|e| Error::corrupt(key, format!("zstd: {e}")))
+        }
+        _ => decode(payload, 0, key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(raw in proptest::collection::vec(any::<u8>(), 0..5000), rep in 1usize..4) {
+            let raw: Vec<u8> = raw.repeat(rep);
+            let enc = super::encode(&raw, 3);
+            prop_assert!(enc.len() <= raw.len() + 1);
+            prop_assert_eq!(super::decode(&enc, raw.len(), "t").expect("decode"), raw.clone());
+            prop_assert_eq!(super::decode_any(&enc, "t").expect("decode"), raw);
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Opening a repository: its config, its keys, its snapshots and its index.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{open_object, seal_object, KeySlot, Keyring, ObjectType};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::snapshot::Snapshot;
+use crate::storage::Storage;
+use crate::Id;
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub version: u32,
+    pub id: String,
+    pub created: String,
+    pub pack_size: u64,
+}
+
+/// A key slot as listed by `key list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub current: bool,
+    pub created: String,
+    pub hostname: String,
+    pub username: String,
+}
+
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: Config,
+    keyring: Keyring,
+    slot: Id,
+}
+
+fn slot_key(id: &Id) -> String {
+    format!("keys/{id}")
+}
+
+impl Repository {
+    /// Create a repository in empty storage, with one key slot for `password`.
+    pub fn init(storage: Arc<dyn Storage>, password: &[u8], pack_size: u64) -> Result<Self> {
+        if storage.stat("config")?.is_some() || !storage.list("keys/")?.is_empty() {
+            return Err(Error::RepositoryExists {
+                location: storage.location(),
+            });
+        }
+        if !(1 << 20..=1 << 30).contains(&pack_size) {
+            return Err(Error::Invalid(format!(
+                "pack size {pack_size} is out of range: use 1 MiB to 1 GiB"
+            )));
+        }
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: hex::encode(rand::random::<[u8; 32]>()),
+            created: chrono::Utc::now().to_rfc3339(),
+            pack_size,
+        };
+        let keyring = Keyring::generate(&config.id);
+        // Key first, config last: a half-made repository has no config and is never taken for a real one.
+        let slot = Self::write_slot(storage.as_ref(), &keyring, password)?;
+        let config_bytes = serde_json::to_vec_pretty(&config)
+            .map_err(|e| Error::Format(format!("config JSON: {e}")))?;
+        if !storage.put("config", &config_bytes)? {
+            return Err(Error::RepositoryExists {
+                location: storage.location(),
+            });
+        }
+        Ok(Repository {
+            storage,
+            config,
+            keyring,
+            slot,
+        })
+    }
+
+    pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> Result<Self> {
+        let config = Self::read_config(storage.as_ref())?;
+        let slots = storage.list("keys/")?;
+        if slots.is_empty() {
+            return Err(Error::Format(format!(
+                "{} has no key slots: the repository cannot be opened",
+                storage.location()
+            )));
+        }
+        for info in slots {
+            let bytes = storage.get(&info.key)?;
+            let slot = KeySlot::from_json(&bytes, &info.key)?;
+            match slot.unwrap(password, &config.id) {
+                Ok(keyring) => {
+                    return Ok(Repository {
+                        storage,
+                        config,
+                        keyring,
+                        slot: Id::of_stored(&bytes),
+                    })
+                }
+                Err(Error::WrongPassword) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::WrongPassword)
+    }
+
+    fn read_config(storage: &dyn Storage) -> Result<Config> {
+        let bytes = match storage.get("config") {
+            Ok(bytes) => bytes,
+            Err(Error::ObjectMissing { .. }) => {
+                return Err(Error::RepositoryNotFound {
+                    location: storage.location(),
+                })
+            }
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(Error::RepositoryNotFound {
+                    location: storage.location(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let config: Config = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt("config", format!("JSON: {e}")))?;
+        if config.version != FORMAT_VERSION {
+            return Err(Error::Format(format!(
+                "repository format version {} is not supported by this lifeline (it reads version {FORMAT_VERSION})",
+                config.version
+            )));
+        }
+        Ok(config)
+    }
+
+    fn write_slot(storage: &dyn Storage, keyring: &Keyring, password: &[u8]) -> Result<Id> {
+        let bytes = KeySlot::wrap(keyring, password)?.to_json();
+        let id = Id::of_stored(&bytes);
+        storage.put(&slot_key(&id), &bytes)?;
+        Ok(id)
+    }
+
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    // --- keys -------------------------------------------------------------------------------------
+
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for info in self.storage.list("keys/")? {
+            let slot = KeySlot::from_json(&self.storage.get(&info.key)?, &info.key)?;
+            let id = info.key.trim_start_matches("keys/").to_string();
+            out.push(KeyInfo {
+                current: id == self.slot.to_hex(),
+                id,
+                created: slot.created,
+                hostname: slot.hostname,
+                username: slot.username,
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Add a slot that opens this repository with `password`; returns its ID.
+    pub fn add_key(&self, password: &[u8]) -> Result<Id> {
+        Self::write_slot(self.storage.as_ref(), &self.keyring, password)
+    }
+
+    /// Remove another key slot. The slot in use cannot be removed: that would lock out this session's
+    /// user with no proof that another password still works.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let keys = self.list_keys()?;
+        let matches: Vec<&KeyInfo> = keys.iter().filter(|k| k.id.starts_with(prefix)).collect();
+        let key = match matches.as_slice() {
+            [one] => *one,
+            [] => return Err(Error::Invalid(format!("no key slot matches {prefix:?}"))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "key prefix {prefix:?} is ambiguous"
+                )))
+            }
+        };
+        if key.current {
+            return Err(Error::Invalid(
+                "refusing to remove the key slot you opened the repository with; open with another key, or use `key passwd`".into(),
+            ));
+        }
+        self.storage.delete(&format!("keys/{}", key.id))?;
+        Ok(key.id.clone())
+    }
+
+    /// Replace the slot in use by one for `new_password`.
+    pub fn change_password(&mut self, new_password: &[u8]) -> Result<Id> {
+        let new = self.add_key(new_password)?;
+        self.storage.delete(&slot_key(&self.slot))?;
+        self.slot = new;
+        Ok(new)
+    }
+
+    // --- sealed objects ---------------------------------------------------------------------------
+
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let mut cbor = Vec::new();
+        ciborium::into_writer(snapshot, &mut cbor)
+            .map_err(|e| Error::Format(format!("snapshot CBOR: {e}")))?;
+        let bytes = seal_object(
+            &self.keyring,
+            ObjectType::Snapshot,
+            &crate::payload::encode(&cbor, 3),
+        )?;
+        let id = Id::of_stored(&bytes);
+        self.storage.put(&format!("snapshots/{id}"), &bytes)?;
+        Ok(id)
+    }
+
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let key = format!("snapshots/{id}");
+        let bytes = self.storage.get(&key)?;
+        if Id::of_stored(&bytes) != *id {
+            return Err(Error::corrupt(&key, "its bytes do not hash to its name"));
+        }
+        let payload = open_object(&self.keyring, ObjectType::Snapshot, &bytes, &key)?;
+        let cbor = crate::payload::decode_any(&payload, &key)?;
+        ciborium::from_reader(cbor.as_slice())
+            .map_err(|e| Error::corrupt(&key, format!("CBOR: {e}")))
+    }
+
+    /// Every snapshot ID in the repository.
+    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .storage
+            .list("snapshots/")?
+            .iter()
+            .filter_map(|o| Id::from_hex(o.key.trim_start_matches("snapshots/")))
+            .collect())
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut all = self
+            .snapshot_ids()?
+            .par_iter()
+            .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
+            .collect::<Result<Vec<_>>>()?;
+        all.sort_by_key(|(id, s)| (s.timestamp(), *id));
+        Ok(all)
+    }
+
+    /// A snapshot by ID prefix or `latest`.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        let matches: Vec<Id> = self
+            .snapshot_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_lc))
+            .collect();
+        match matches.as_slice() {
+            [id] => Ok((*id, self.load_snapshot(id)?)),
+            [] => Err(Error::SnapshotNotFound(spec.into())),
+            _ => Err(Error::AmbiguousSnapshot(spec.into())),
+        }
+    }
+
+    // --- index ------------------------------------------------------------------------------------
+
+    pub fn index_keys(&self) -> Result<Vec<String>> {
+        Ok(self
+            .storage
+            .list("index/")?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    pub fn load_index_file(&self, key: &str) -> Result<Vec<(Id, Vec<crate::pack::BlobEntry>)>> {
+        let bytes = self.storage.get(key)?;
+        if Id::of_stored(&bytes).to_hex() != key.trim_start_matches("index/") {
+            return Err(Error::corrupt(key, "its bytes do not hash to its name"));
+        }
+        crate::index::open(&self.keyring, &bytes, key)
+    }
+
+    /// The union of every index.
+    pub fn load_index(&self) -> Result<Index> {
+        let files = self
+            .index_keys()?
+            .par_iter()
+            .map(|key| self.load_index_file(key))
+            .collect::<Result<Vec<_>>>()?;
+        let mut index = Index::default();
+        for packs in files {
+            for (pack, entries) in packs {
+                index.add_pack(pack, &entries);
+            }
+        }
+        Ok(index)
+    }
+}

@@ -1,0 +1,129 @@
+//! The behaviour every storage backend must show. Each backend's tests call [`run`] with a fresh,
+//! empty instance, so local disk, S3 and any wrapper are held to one definition.
+
+use super::Storage;
+use crate::error::Error;
+
+/// Run every conformance check against an empty storage. Panics (test failure) on the first violation.
+pub fn run(storage: &dyn Storage) {
+    put_then_get(storage);
+    put_is_create_only(storage);
+    missing_objects(storage);
+    ranges(storage);
+    listing(storage);
+    delete_is_idempotent(storage);
+    empty_and_large_objects(storage);
+    concurrent_puts_of_one_key(storage);
+}
+
+fn put_then_get(s: &dyn Storage) {
+    assert!(
+        s.put("conf/a", b"hello").expect("put"),
+        "first put must create"
+    );
+    assert_eq!(s.get("conf/a").expect("get"), b"hello");
+    let info = s
+        .stat("conf/a")
+        .expect("stat")
+        .expect("stat finds the object");
+    assert_eq!(info.size, 5);
+}
+
+fn put_is_create_only(s: &dyn Storage) {
+    assert!(s.put("conf/once", b"first").expect("put"));
+    assert!(!s
+        .put("conf/once", b"second")
+        .expect("second put reports existing"));
+    assert_eq!(
+        s.get("conf/once").expect("get"),
+        b"first",
+        "an object is never rewritten"
+    );
+}
+
+fn missing_objects(s: &dyn Storage) {
+    assert!(matches!(
+        s.get("conf/absent"),
+        Err(Error::ObjectMissing { .. })
+    ));
+    assert!(matches!(
+        s.get_range("conf/absent", 0, 1),
+        Err(Error::ObjectMissing { .. })
+    ));
+    assert!(s.stat("conf/absent").expect("stat").is_none());
+}
+
+fn ranges(s: &dyn Storage) {
+    let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    s.put("conf/range", &data).expect("put");
+    assert_eq!(
+        s.get_range("conf/range", 0, 10).expect("range"),
+        &data[..10]
+    );
+    assert_eq!(
+        s.get_range("conf/range", 9_990, 10).expect("tail range"),
+        &data[9_990..]
+    );
+    assert_eq!(
+        s.get_range("conf/range", 1234, 4321).expect("middle range"),
+        &data[1234..5555]
+    );
+    assert!(
+        s.get_range("conf/range", 9_995, 10).is_err(),
+        "a range past the end must fail, not return short data"
+    );
+}
+
+fn listing(s: &dyn Storage) {
+    for key in ["list/x/1", "list/x/2", "list/y/3", "listing-other"] {
+        s.put(key, key.as_bytes()).expect("put");
+    }
+    let mut keys: Vec<String> = s
+        .list("list/")
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["list/x/1", "list/x/2", "list/y/3"]);
+    let sized = s.list("list/x/").expect("list");
+    assert_eq!(sized.len(), 2);
+    assert!(sized.iter().all(|o| o.size == 8));
+    assert!(s.list("nothing-here/").expect("list").is_empty());
+}
+
+fn delete_is_idempotent(s: &dyn Storage) {
+    s.put("conf/del", b"x").expect("put");
+    s.delete("conf/del").expect("delete");
+    assert!(s.stat("conf/del").expect("stat").is_none());
+    s.delete("conf/del")
+        .expect("deleting an absent object is fine");
+    assert!(s
+        .put("conf/del", b"y")
+        .expect("put after delete creates again"));
+}
+
+fn empty_and_large_objects(s: &dyn Storage) {
+    s.put("conf/empty", b"").expect("put empty");
+    assert_eq!(s.get("conf/empty").expect("get empty"), b"");
+    let big: Vec<u8> = (0..24 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    s.put("conf/big", &big).expect("put big");
+    assert_eq!(s.get("conf/big").expect("get big"), big);
+}
+
+fn concurrent_puts_of_one_key(s: &dyn Storage) {
+    let created = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| s.put("conf/race", b"same bytes").expect("racing put")))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .filter(|created| *created)
+            .count()
+    });
+    assert_eq!(created, 1, "exactly one racing writer creates the object");
+    assert_eq!(s.get("conf/race").expect("get"), b"same bytes");
+}

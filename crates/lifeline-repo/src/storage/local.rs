@@ -1,0 +1,179 @@
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{ObjectInfo, Storage};
+use crate::error::{Error, Result};
+
+/// A repository in a local directory. Writes go to `tmp/`, are fsynced, then hard-linked into place:
+/// `link` fails when the target exists, which gives create-only semantics without a lock.
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+const TMP_DIR: &str = "tmp";
+
+impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        let valid = !key.is_empty()
+            && key
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !valid {
+            return Err(Error::Invalid(format!("invalid object key {key:?}")));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn write_tmp(&self, data: &[u8]) -> Result<PathBuf> {
+        let dir = self.root.join(TMP_DIR);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let tmp = dir.join(format!("{:016x}", rand::random::<u64>()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(data)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        Ok(tmp)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+impl Storage for LocalStorage {
+    fn put(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let dest = self.path(key)?;
+        if dest.exists() {
+            return Ok(false);
+        }
+        let parent = dest.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let tmp = self.write_tmp(data)?;
+        let linked = fs::hard_link(&tmp, &dest);
+        // The temporary name is only a staging area; losing it to a crash leaves garbage, not damage.
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                sync_dir(parent)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(&dest, e)),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        fs::read(&path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::ObjectMissing { key: key.into() },
+            _ => Error::io(&path, e),
+        })
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        let mut file = File::open(&path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::ObjectMissing { key: key.into() },
+            _ => Error::io(&path, e),
+        })?;
+        let len = usize::try_from(len).map_err(|_| Error::Invalid("range too large".into()))?;
+        let mut buf = vec![0u8; len];
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| match e.kind() {
+                ErrorKind::UnexpectedEof => Error::corrupt(
+                    key,
+                    format!(
+                        "shorter than expected (wanted bytes {offset}..{})",
+                        offset + len as u64
+                    ),
+                ),
+                _ => Error::io(&path, e),
+            })?;
+        Ok(buf)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        // Walk only the directory the prefix names, never `tmp/`.
+        let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(dir_part)?
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![(start, dir_part.to_string())];
+        while let Some((dir, key_prefix)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let key = if key_prefix.is_empty() {
+                    name
+                } else {
+                    format!("{key_prefix}/{name}")
+                };
+                if key == TMP_DIR {
+                    continue;
+                }
+                let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
+                if meta.is_dir() {
+                    if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) {
+                        stack.push((entry.path(), key));
+                    }
+                } else if key.starts_with(prefix) {
+                    out.push(ObjectInfo {
+                        key,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn stat(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        let path = self.path(key)?;
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
+                key: key.into(),
+                size: meta.len(),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}

@@ -1,0 +1,35 @@
+//! Where objects live. Backends implement one small trait; everything above speaks only to it.
+
+pub mod conformance;
+mod local;
+
+pub use local::LocalStorage;
+
+use crate::error::Result;
+
+/// An object as listed by a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Object storage as lifeline needs it. Keys are `/`-separated (`data/ab/ab12…`). Objects are never
+/// rewritten: `put` is create-only, which is what makes several writers safe without locks.
+pub trait Storage: Send + Sync {
+    /// Store `data` under `key` unless the key exists. Returns `false` (and leaves the object as it was)
+    /// when it already existed.
+    fn put(&self, key: &str, data: &[u8]) -> Result<bool>;
+    /// The whole object. `Error::ObjectMissing` when absent.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// `len` bytes from `offset`. Fails with `Error::Corrupt` when the object is shorter.
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Every object whose key starts with `prefix`, in no particular order.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Size of one object, or `None` when absent.
+    fn stat(&self, key: &str) -> Result<Option<ObjectInfo>>;
+    /// Remove an object; removing an absent one is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+    /// Where this storage is, for messages.
+    fn location(&self) -> String;
+}

@@ -1,0 +1,323 @@
+//! Back up paths into one snapshot tree that mirrors their absolute paths.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use lifeline_repo::chunker::ChunkProfile;
+use lifeline_repo::snapshot::{ItemError, Summary};
+use lifeline_repo::tree::{ContentRef, Node, NodeType, Tree};
+use lifeline_repo::{Bundle, Id, Result, Writer, BUNDLE_FILE_LIMIT};
+use rayon::prelude::*;
+
+use super::metadata::{node_from, unchanged};
+use crate::Progress;
+
+pub struct BackupResult {
+    pub tree: Id,
+    pub summary: Summary,
+    /// Items that could not be read; the snapshot records them.
+    pub errors: Vec<ItemError>,
+}
+
+struct Session<'a, 'r> {
+    writer: &'a Writer<'r>,
+    progress: &'a dyn Progress,
+    errors: Mutex<Vec<ItemError>>,
+    files: AtomicU64,
+    dirs: AtomicU64,
+    bytes: AtomicU64,
+    new: AtomicU64,
+    changed: AtomicU64,
+    unmodified: AtomicU64,
+}
+
+/// A component trie of the requested paths, so `/a/b` and `/a/c` share the node for `/a`.
+#[derive(Default)]
+struct Trie {
+    children: BTreeMap<Vec<u8>, Trie>,
+    selected: bool,
+}
+
+/// Back up `paths` (absolute). `parent` is the root tree of an earlier snapshot of the same paths:
+/// files unchanged since then are not read again.
+pub fn backup(
+    writer: &Writer<'_>,
+    paths: &[PathBuf],
+    parent: Option<Id>,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let mut trie = Trie::default();
+    for path in paths {
+        let mut node = &mut trie;
+        for part in path.components().skip(1) {
+            node = node
+                .children
+                .entry(part.as_os_str().as_bytes().to_vec())
+                .or_default();
+        }
+        node.selected = true;
+    }
+    let session = Session {
+        writer,
+        progress,
+        errors: Mutex::new(Vec::new()),
+        files: AtomicU64::new(0),
+        dirs: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        new: AtomicU64::new(0),
+        changed: AtomicU64::new(0),
+        unmodified: AtomicU64::new(0),
+    };
+    let tree = session.trie_tree(&trie, Path::new("/"), parent)?;
+    let errors = session.errors.into_inner().unwrap_or_default();
+    Ok(BackupResult {
+        tree,
+        summary: Summary {
+            files: session.files.into_inner(),
+            dirs: session.dirs.into_inner(),
+            bytes: session.bytes.into_inner(),
+            files_new: session.new.into_inner(),
+            files_changed: session.changed.into_inner(),
+            files_unmodified: session.unmodified.into_inner(),
+            data_added: 0,
+            duration_ms: 0,
+        },
+        errors,
+    })
+}
+
+impl Session<'_, '_> {
+    fn record_error(&self, path: &Path, err: impl std::fmt::Display) {
+        tracing::warn!("{}: {err}", path.display());
+        if let Ok(mut errors) = self.errors.lock() {
+            errors.push(ItemError {
+                path: path.display().to_string(),
+                message: err.to_string(),
+            });
+        }
+    }
+
+    fn parent_tree(&self, id: Option<Id>) -> Option<Tree> {
+        let id = id?;
+        match self.writer.reader().read_tree(&id) {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                tracing::warn!("parent tree unreadable, reading everything again: {e}");
+                None
+            }
+        }
+    }
+
+    /// The tree for a trie level: selected paths are backed up whole, the rest are their ancestors.
+    fn trie_tree(&self, trie: &Trie, path: &Path, parent: Option<Id>) -> Result<Id> {
+        let parent_tree = self.parent_tree(parent);
+        let nodes = trie
+            .children
+            .par_iter()
+            .map(|(name, child)| {
+                let child_path = path.join(std::ffi::OsStr::from_bytes(name));
+                let meta = match fs::symlink_metadata(&child_path) {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        self.record_error(&child_path, e);
+                        return Ok(None);
+                    }
+                };
+                let old = parent_tree.as_ref().and_then(|t| t.find(name));
+                if child.selected {
+                    return self.entry_node(name.clone(), &child_path, &meta, old);
+                }
+                let mut node = node_from(name.clone(), &meta);
+                node.node_type = NodeType::Dir;
+                node.subtree =
+                    Some(self.trie_tree(child, &child_path, old.and_then(|o| o.subtree))?);
+                Ok(Some(node))
+            })
+            .collect::<Result<Vec<Option<Node>>>>()?;
+        self.writer.add_tree(Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        })
+    }
+
+    /// The node for one entry that is backed up whole (with everything below it).
+    fn entry_node(
+        &self,
+        name: Vec<u8>,
+        path: &Path,
+        meta: &Metadata,
+        old: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let mut node = node_from(name, meta);
+        match node.node_type {
+            NodeType::Dir => {
+                self.dirs.fetch_add(1, Ordering::Relaxed);
+                node.subtree = Some(self.dir_tree(path, old.and_then(|o| o.subtree))?);
+            }
+            NodeType::Symlink => match fs::read_link(path) {
+                Ok(target) => node.target = Some(target.into_os_string().into_vec()),
+                Err(e) => {
+                    self.record_error(path, e);
+                    return Ok(None);
+                }
+            },
+            NodeType::File => {
+                node.size = Some(meta.len());
+                if let Some(old) = old.filter(|o| unchanged(o, &node)) {
+                    node.content.clone_from(&old.content);
+                    self.progress.bytes(meta.len());
+                    self.file_counted(&node, Some(true));
+                } else {
+                    match self.file_content(path) {
+                        Ok((content, size)) => {
+                            node.size = Some(size);
+                            node.content = Some(content);
+                            self.file_counted(&node, old.map(|_| false));
+                        }
+                        Err(e) => {
+                            self.record_error(path, e);
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(Some(node))
+    }
+
+    /// `unmodified`: `Some(true)` reused, `Some(false)` changed since the parent, `None` new.
+    fn file_counted(&self, node: &Node, unmodified: Option<bool>) {
+        let size = node.size.unwrap_or(0);
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        let counter = match unmodified {
+            Some(true) => &self.unmodified,
+            Some(false) => &self.changed,
+            None => &self.new,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.progress.file_done(size);
+    }
+
+    fn file_content(&self, path: &Path) -> Result<(Vec<ContentRef>, u64)> {
+        let file = File::open(path).map_err(|e| lifeline_repo::Error::io(path, e))?;
+        self.writer
+            .add_stream(file, ChunkProfile::Files, path, &|n| self.progress.bytes(n))
+    }
+
+    /// A directory's tree. Small changed files are read in name order into bundles; everything else
+    /// runs in parallel.
+    fn dir_tree(&self, path: &Path, parent: Option<Id>) -> Result<Id> {
+        let parent_tree = self.parent_tree(parent);
+        let mut entries: Vec<(OsString, PathBuf, Metadata)> = Vec::new();
+        match fs::read_dir(path) {
+            Ok(iter) => {
+                for entry in iter {
+                    let entry = match entry {
+                        Ok(e) => e,
+                        Err(e) => {
+                            self.record_error(path, e);
+                            continue;
+                        }
+                    };
+                    let child = entry.path();
+                    match fs::symlink_metadata(&child) {
+                        Ok(meta) => entries.push((entry.file_name(), child, meta)),
+                        Err(e) => self.record_error(&child, e),
+                    }
+                }
+            }
+            Err(e) => self.record_error(path, e),
+        }
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+
+        let old_of = |name: &OsString| find(parent_tree.as_ref(), name);
+        let bundled = |meta: &Metadata, name: &OsString| {
+            meta.is_file() && meta.len() < BUNDLE_FILE_LIMIT && {
+                let mut probe = node_from(Vec::new(), meta);
+                probe.size = Some(meta.len());
+                !old_of(name).is_some_and(|o| unchanged(o, &probe))
+            }
+        };
+
+        let mut nodes = self.bundle_small_files(
+            entries.iter().filter(|(name, _, meta)| bundled(meta, name)),
+            parent_tree.as_ref(),
+        )?;
+        let others = entries
+            .par_iter()
+            .filter(|(name, _, meta)| !bundled(meta, name))
+            .map(|(name, child, meta)| {
+                self.entry_node(name.as_bytes().to_vec(), child, meta, old_of(name))
+            })
+            .collect::<Result<Vec<Option<Node>>>>()?;
+        nodes.extend(others.into_iter().flatten());
+        self.writer.add_tree(Tree { nodes })
+    }
+
+    fn bundle_small_files<'e>(
+        &self,
+        files: impl Iterator<Item = &'e (OsString, PathBuf, Metadata)>,
+        parent_tree: Option<&Tree>,
+    ) -> Result<Vec<Node>> {
+        let mut done = Vec::new();
+        let mut pending: Vec<(Node, u64, u64, bool)> = Vec::new();
+        let mut bundle = Bundle::default();
+        let mut seal =
+            |bundle: &mut Bundle, pending: &mut Vec<(Node, u64, u64, bool)>| -> Result<()> {
+                if bundle.is_empty() {
+                    // Only empty files are pending: they need no chunk.
+                    for (mut node, _, _, existed) in pending.drain(..) {
+                        node.content = Some(Vec::new());
+                        self.file_counted(&node, existed.then_some(false));
+                        done.push(node);
+                    }
+                    return Ok(());
+                }
+                let id = bundle.seal(self.writer)?;
+                for (mut node, offset, len, existed) in pending.drain(..) {
+                    node.content = Some(if len == 0 {
+                        Vec::new()
+                    } else {
+                        vec![ContentRef(id, offset, len)]
+                    });
+                    self.file_counted(&node, existed.then_some(false));
+                    done.push(node);
+                }
+                Ok(())
+            };
+        for (name, path, meta) in files {
+            let data = match fs::read(path) {
+                Ok(data) => data,
+                Err(e) => {
+                    self.record_error(path, e);
+                    continue;
+                }
+            };
+            let mut node = node_from(name.as_bytes().to_vec(), meta);
+            node.size = Some(data.len() as u64);
+            self.progress.bytes(data.len() as u64);
+            let offset = bundle.push(&data);
+            pending.push((
+                node,
+                offset,
+                data.len() as u64,
+                find(parent_tree, name).is_some(),
+            ));
+            if bundle.is_full() {
+                seal(&mut bundle, &mut pending)?;
+            }
+        }
+        seal(&mut bundle, &mut pending)?;
+        Ok(done)
+    }
+}
+
+fn find<'t>(tree: Option<&'t Tree>, name: &OsString) -> Option<&'t Node> {
+    tree.and_then(|t| t.find(name.as_bytes()))
+}

@@ -1,0 +1,18 @@
+//! lifeline's data sources: how each kind of data is captured into a snapshot and brought back.
+//! Sources speak to the repository only through its `Writer` and `BlobReader`.
+
+pub mod files;
+pub mod stdin;
+
+/// Progress of long work, reported by sources and drawn by whoever runs them.
+pub trait Progress: Sync {
+    /// A file was finished (read for backup, written for restore); `bytes` is its size.
+    fn file_done(&self, _bytes: u64) {}
+    /// Bytes were processed within a file still in progress.
+    fn bytes(&self, _n: u64) {}
+}
+
+/// Progress that nobody watches.
+pub struct Quiet;
+
+impl Progress for Quiet {}

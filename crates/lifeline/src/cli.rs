@@ -1,0 +1,54 @@
+//! Command-line definition.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::options::RepositoryOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeline",
+    version,
+    about = "Encrypted, deduplicated, verifiable backups — and proof they come back"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub repository: RepositoryOptions,
+
+    /// TOML file holding the repository and key source (see docs/config.md)
+    #[arg(long, env = "LIFELINE_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Machine-readable output; nothing else is printed to stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository
+    Init(commands::init::Args),
+    /// Back up files and directories, or a stream from stdin
+    Backup(commands::backup::Args),
+    /// List snapshots
+    Snapshots(commands::snapshots::Args),
+    /// List the files in a snapshot
+    Ls(commands::ls::Args),
+    /// Restore a snapshot into a directory
+    Restore(commands::restore::Args),
+    /// Write one file of a snapshot to stdout
+    Dump(commands::dump::Args),
+    /// Verify the repository's structure and, optionally, its data
+    Check(commands::check::Args),
+    /// Manage the passwords (key slots) that open the repository
+    Key(commands::key::Args),
+}

@@ -1,0 +1,212 @@
+use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use lifeline_repo::snapshot::Snapshot;
+use lifeline_repo::{Repository, Writer, DEFAULT_COMPRESSION};
+use lifeline_sources::{files, stdin};
+
+use crate::context::{print_json, Context};
+use crate::exit;
+use crate::progress::Bar;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files and directories to back up
+    #[arg(required_unless_present = "stdin", conflicts_with = "stdin")]
+    paths: Vec<PathBuf>,
+
+    /// Back up standard input as one file
+    #[arg(long)]
+    stdin: bool,
+
+    /// File name for --stdin data in the snapshot
+    #[arg(long, requires = "stdin", value_name = "NAME")]
+    name: Option<String>,
+
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+
+    /// zstd compression level (1 fastest … 19 smallest)
+    #[arg(long, default_value_t = DEFAULT_COMPRESSION, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression: i32,
+
+    /// Read every file again instead of trusting unchanged size/mtime/ctime/inode
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "tag {s:?} is not KEY=VALUE (for example --tag env=prod)"
+        )),
+    }
+}
+
+/// An absolute path with `.` and `..` resolved lexically, as the user named it (symlinks kept).
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    let joined = std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(path);
+    let mut out = PathBuf::from("/");
+    for part in joined.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(p) => out.push(p),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The latest snapshot of the same paths from this host: the parent an incremental backup compares with.
+fn find_parent(
+    repo: &Repository,
+    kind: &str,
+    paths: &[String],
+) -> anyhow::Result<Option<(String, lifeline_repo::Id)>> {
+    let host = Snapshot::new(kind, Vec::new(), lifeline_repo::Id([0; 32])).hostname;
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.kind == kind && s.paths == paths && s.hostname == host)
+        .map(|(id, s)| (id.to_hex(), s.tree)))
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let start_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let repo = ctx.open()?;
+    let writer = Writer::new(&repo, None, args.compression)?;
+    let bar = Bar::new(ctx.json, None);
+
+    let (mut snapshot, errors) = if args.stdin {
+        let name = args.name.unwrap_or_else(|| "stdin".into());
+        let (tree, summary) = stdin::backup(&writer, &name, std::io::stdin(), &bar)?;
+        let mut snap = Snapshot::new("stdin", vec![name], tree);
+        snap.summary = summary;
+        (snap, Vec::new())
+    } else {
+        let mut paths = args
+            .paths
+            .iter()
+            .map(|p| absolute(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        paths.sort();
+        paths.dedup();
+        for p in &paths {
+            if let Err(e) = std::fs::symlink_metadata(p) {
+                bail!("cannot back up {}: {e}", p.display());
+            }
+        }
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let parent = if args.force {
+            None
+        } else {
+            find_parent(&repo, "files", &names)?
+        };
+        if !ctx.json {
+            spawn_size_scan(&bar, paths.clone());
+        }
+        let result = files::backup(&writer, &paths, parent.as_ref().map(|p| p.1), &bar)?;
+        let mut snap = Snapshot::new("files", names, result.tree);
+        snap.parent = parent.map(|p| p.0);
+        snap.summary = result.summary;
+        snap.errors.clone_from(&result.errors);
+        (snap, result.errors)
+    };
+    bar.finish();
+    snapshot.time = start_time;
+    snapshot.tags = args.tags.into_iter().collect();
+    snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
+    let (id, snapshot) = writer.finish(snapshot)?;
+
+    let s = &snapshot.summary;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "snapshot_id": id.to_hex(),
+            "short_id": id.short(),
+            "parent": snapshot.parent,
+            "files": s.files,
+            "dirs": s.dirs,
+            "bytes": s.bytes,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unmodified": s.files_unmodified,
+            "data_added": s.data_added,
+            "duration_ms": s.duration_ms,
+            "errors": errors,
+        }))?;
+    } else {
+        println!(
+            "Files: {} new, {} changed, {} unmodified ({} dirs, {})",
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            s.dirs,
+            human_bytes(s.bytes)
+        );
+        println!(
+            "Added to the repository: {} in {:.1} s",
+            human_bytes(s.data_added),
+            s.duration_ms as f64 / 1000.0
+        );
+        for e in &errors {
+            eprintln!("warning: could not read {}: {}", e.path, e.message);
+        }
+        println!("snapshot {} saved", id.short());
+    }
+    if errors.is_empty() {
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "{} item(s) could not be read; the snapshot records them (exit code {})",
+            errors.len(),
+            exit::PARTIAL
+        );
+        Ok(exit::PARTIAL)
+    }
+}
+
+/// Count the bytes to back up in the background, so the bar can show an ETA.
+fn spawn_size_scan(bar: &Bar, paths: Vec<PathBuf>) {
+    let set_total = bar.total_setter();
+    std::thread::spawn(move || {
+        let mut total = 0u64;
+        let mut stack = paths;
+        while let Some(p) = stack.pop() {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if let Ok(entries) = std::fs::read_dir(&p) {
+                    stack.extend(entries.flatten().map(|e| e.path()));
+                }
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+        set_total(total);
+    });
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,74 @@
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::context::{print_json, Context};
+use crate::{exit, password};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// List the key slots
+    List,
+    /// Add a password that also opens the repository
+    Add {
+        /// File holding the new password (otherwise asked on the terminal)
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove a key slot (not the one in use)
+    Remove {
+        /// Key slot ID or prefix
+        id: String,
+    },
+    /// Change the password of the key slot in use
+    Passwd {
+        /// File holding the new password (otherwise asked on the terminal)
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let mut repo = ctx.open()?;
+    match args.command {
+        KeyCommand::List => {
+            let keys = repo.list_keys()?;
+            if ctx.json {
+                print_json(&keys)?;
+            } else {
+                println!(" {:<10}  {:<32}  {:<12}  user", "ID", "created", "host");
+                for k in keys {
+                    let mark = if k.current { '*' } else { ' ' };
+                    println!(
+                        "{mark}{:<10}  {:<32}  {:<12}  {}",
+                        &k.id[..8],
+                        k.created,
+                        k.hostname,
+                        k.username
+                    );
+                }
+            }
+        }
+        KeyCommand::Add { new_password_file } => {
+            let pw = password::new_password(new_password_file.as_deref(), None)?;
+            let id = repo.add_key(pw.bytes())?;
+            println!("added key {}", id.short());
+        }
+        KeyCommand::Remove { id } => {
+            let removed = repo.remove_key(&id)?;
+            println!("removed key {}", &removed[..8]);
+        }
+        KeyCommand::Passwd { new_password_file } => {
+            let pw = password::new_password(new_password_file.as_deref(), None)?;
+            let id = repo.change_password(pw.bytes())?;
+            println!("password changed; the key slot is now {}", id.short());
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,28 @@
+//! One module per command: parse arguments, call the libraries, print.
+
+pub mod backup;
+pub mod check;
+pub mod dump;
+pub mod init;
+pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+/// Run a command; returns the exit code for outcomes that are not errors (0, or 3 for a partial backup).
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let ctx = Context::new(cli.repository, cli.config.as_deref(), cli.json)?;
+    match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Backup(args) => backup::run(&ctx, args),
+        Command::Snapshots(args) => snapshots::run(&ctx, args),
+        Command::Ls(args) => ls::run(&ctx, args),
+        Command::Restore(args) => restore::run(&ctx, args),
+        Command::Dump(args) => dump::run(&ctx, args),
+        Command::Check(args) => check::run(&ctx, args),
+        Command::Key(args) => key::run(&ctx, args),
+    }
+}

@@ -1,0 +1,66 @@
+//! What every command needs: the merged options, and the repository opened with them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use lifeline_repo::storage::{LocalStorage, Storage};
+use lifeline_repo::Repository;
+
+use crate::options::{ConfigFile, RepositoryOptions};
+use crate::password;
+
+pub struct Context {
+    pub options: RepositoryOptions,
+    pub json: bool,
+}
+
+impl Context {
+    pub fn new(
+        cli_options: RepositoryOptions,
+        config: Option<&Path>,
+        json: bool,
+    ) -> anyhow::Result<Self> {
+        let file = match config {
+            Some(path) => ConfigFile::load(path)?.repository,
+            None => RepositoryOptions::default(),
+        };
+        Ok(Context {
+            options: cli_options.merged_with(file),
+            json,
+        })
+    }
+
+    pub fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
+        let location = self.options.location()?;
+        if location.contains("://") && !location.starts_with("file://") {
+            bail!("repository {location:?}: only local directories are supported by this version (give a path)");
+        }
+        let path = location.trim_start_matches("file://");
+        Ok(Arc::new(LocalStorage::new(path)))
+    }
+
+    pub fn open(&self) -> anyhow::Result<Repository> {
+        let storage = self.storage()?;
+        // The config is read before asking for a password, so a mistyped path says so first.
+        if storage.stat("config")?.is_none() {
+            return Err(lifeline_repo::Error::RepositoryNotFound {
+                location: storage.location(),
+            }
+            .into());
+        }
+        let password = password::read(&self.options.key)?;
+        Repository::open(storage, password.bytes()).with_context(|| {
+            format!(
+                "cannot open repository {}",
+                self.options.location().unwrap_or("?")
+            )
+        })
+    }
+}
+
+/// Print a value as JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
