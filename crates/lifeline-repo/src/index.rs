@@ -83,7 +83,7 @@ pub fn encode(packs: &[(Id, Vec<BlobEntry>)]) -> Vec<u8> {
         .enumerate()
         .flat_map(|(i, (_, entries))| entries.iter().map(move |e| (i as u32, e)))
         .collect();
-    rows.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    rows.sort_by_key(|r| r.1.id);
     let mut out = Vec::with_capacity(12 + packs.len() * 32 + rows.len() * ENTRY_LEN);
     out.extend_from_slice(&1u32.to_le_bytes());
     out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
