@@ -93,7 +93,7 @@ impl Chunker {
         ChunkStream {
             chunker: self,
             reader,
-            buf: Vec::with_capacity(2 * self.max),
+            buf: Vec::new(),
             start: 0,
             eof: false,
         }
@@ -116,23 +116,12 @@ impl<R: Read> ChunkStream<'_, R> {
         }
         self.buf.drain(..self.start);
         self.start = 0;
-        let target = 2 * max;
-        while self.buf.len() < target {
-            let old = self.buf.len();
-            self.buf.resize(target, 0);
-            match self.reader.read(&mut self.buf[old..]) {
-                Ok(0) => {
-                    self.buf.truncate(old);
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.buf.truncate(old + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
-            }
+        // `read_to_end` grows the buffer only as data arrives: a small file never costs a
+        // zero-filled buffer of twice the maximum chunk size.
+        let want = (2 * max - self.buf.len()) as u64;
+        let got = (&mut self.reader).take(want).read_to_end(&mut self.buf)?;
+        if (got as u64) < want {
+            self.eof = true;
         }
         Ok(())
     }

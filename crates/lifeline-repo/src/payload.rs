@@ -1,13 +1,45 @@
 //! A blob or object plaintext: one compression byte, then the bytes (format.md §5).
 
+use std::cell::RefCell;
+
 use crate::error::{Error, Result};
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 
+thread_local! {
+    // A zstd context holds megabytes of tables; making one per chunk dominated system time.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot {
+            Some((_, c)) => c.compress(raw),
+            None => unreachable!("the compressor was just created"),
+        }
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot {
+            Some(d) => d.decompress(data, capacity),
+            None => unreachable!("the decompressor was just created"),
+        }
+    })
+}
+
 /// Compress with zstd at `level`; keep the raw bytes where compression does not shrink them.
 pub fn encode(raw: &[u8], level: i32) -> Vec<u8> {
-    if let Ok(compressed) = zstd::bulk::compress(raw, level) {
+    if let Ok(compressed) = compress(raw, level) {
         if compressed.len() < raw.len() {
             let mut out = Vec::with_capacity(compressed.len() + 1);
             out.push(ZSTD);
@@ -30,8 +62,9 @@ pub fn compression(payload: &[u8]) -> u8 {
 pub fn decode(payload: &[u8], capacity: usize, key: &str) -> Result<Vec<u8>> {
     match payload.split_first() {
         Some((&RAW, rest)) => Ok(rest.to_vec()),
-        Some((&ZSTD, rest)) => zstd::bulk::decompress(rest, capacity)
-            .map_err(|e| Error::corrupt(key, format!("zstd: {e}"))),
+        Some((&ZSTD, rest)) => {
+            decompress(rest, capacity).map_err(|e| Error::corrupt(key, format!("zstd: {e}")))
+        }
         Some((other, _)) => Err(Error::corrupt(key, format!("unknown compression {other}"))),
         None => Err(Error::corrupt(key, "empty payload")),
     }

@@ -1,7 +1,10 @@
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{ObjectInfo, Storage};
 use crate::error::{Error, Result};
@@ -10,13 +13,22 @@ use crate::error::{Error, Result};
 /// `link` fails when the target exists, which gives create-only semantics without a lock.
 pub struct LocalStorage {
     root: PathBuf,
+    // Objects never change once written, so an open handle stays valid; reopening a pack for every
+    // blob read cost more than the read itself.
+    handles: Mutex<HashMap<String, Arc<File>>>,
 }
+
+/// Open read handles kept at most; the cache is emptied when it fills.
+const MAX_HANDLES: usize = 128;
 
 const TMP_DIR: &str = "tmp";
 
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStorage { root: root.into() }
+        LocalStorage {
+            root: root.into(),
+            handles: Mutex::new(HashMap::new()),
+        }
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
@@ -28,6 +40,25 @@ impl LocalStorage {
             return Err(Error::Invalid(format!("invalid object key {key:?}")));
         }
         Ok(self.root.join(key))
+    }
+
+    fn read_handle(&self, key: &str, path: &Path) -> Result<Arc<File>> {
+        let mut handles = self
+            .handles
+            .lock()
+            .map_err(|_| Error::Invalid("storage handle cache poisoned".into()))?;
+        if let Some(file) = handles.get(key) {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(File::open(path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::ObjectMissing { key: key.into() },
+            _ => Error::io(path, e),
+        })?);
+        if handles.len() >= MAX_HANDLES {
+            handles.clear();
+        }
+        handles.insert(key.to_string(), Arc::clone(&file));
+        Ok(file)
     }
 
     fn write_tmp(&self, data: &[u8]) -> Result<PathBuf> {
@@ -85,14 +116,10 @@ impl Storage for LocalStorage {
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = self.path(key)?;
-        let mut file = File::open(&path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => Error::ObjectMissing { key: key.into() },
-            _ => Error::io(&path, e),
-        })?;
+        let file = self.read_handle(key, &path)?;
         let len = usize::try_from(len).map_err(|_| Error::Invalid("range too large".into()))?;
         let mut buf = vec![0u8; len];
-        file.seek(SeekFrom::Start(offset))
-            .and_then(|_| file.read_exact(&mut buf))
+        file.read_exact_at(&mut buf, offset)
             .map_err(|e| match e.kind() {
                 ErrorKind::UnexpectedEof => Error::corrupt(
                     key,
@@ -166,6 +193,9 @@ impl Storage for LocalStorage {
 
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.remove(key);
+        }
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filetime::FileTime;
 use lifeline_repo::tree::{ContentRef, Node, NodeType};
@@ -142,7 +143,9 @@ impl Session<'_, '_> {
         };
         let result = match node.node_type {
             NodeType::Dir => self.restore_subdir(node, &path),
-            NodeType::File => self.restore_file(node, &path, None),
+            NodeType::File => self
+                .restore_file(node, &path, None)
+                .inspect_err(|_| discard(&path)),
             NodeType::Symlink => self.restore_symlink(node, &path),
             other => Err(Error::Invalid(format!(
                 "{other:?} entries are recorded but not recreated by this version"
@@ -162,7 +165,8 @@ impl Session<'_, '_> {
             let result = match &data {
                 Ok(bytes) => self.restore_file(node, &path, Some(bytes)),
                 Err(e) => Err(Error::Invalid(e.to_string())),
-            };
+            }
+            .inspect_err(|_| discard(&path));
             if let Err(e) = result {
                 self.fail(&path, e);
             }
@@ -181,7 +185,9 @@ impl Session<'_, '_> {
         self.restore_dir(sub, path);
         self.dirs.fetch_add(1, Ordering::Relaxed);
         // After the children: writing them would change the directory's mtime again.
-        self.apply_metadata(node, path)
+        File::open(path)
+            .and_then(|dir| self.apply_metadata(node, &dir))
+            .map_err(|e| Error::io(path, e))
     }
 
     /// Create the file, or link it to an already restored name of the same inode (returns `None`).
@@ -247,8 +253,8 @@ impl Session<'_, '_> {
             self.progress.bytes(part.len());
         }
         file.set_len(size).map_err(|e| Error::io(path, e))?;
-        drop(file);
-        self.apply_metadata(node, path)?;
+        self.apply_metadata(node, &file)
+            .map_err(|e| Error::io(path, e))?;
         self.files.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.progress.file_done(size);
@@ -270,16 +276,27 @@ impl Session<'_, '_> {
             .map_err(|e| Error::io(path, e))
     }
 
-    fn apply_metadata(&self, node: &Node, path: &Path) -> Result<()> {
+    /// Owner, mode and times through an open handle: path-based calls would each look the path up
+    /// again, and setting times by path reopens the file.
+    fn apply_metadata(&self, node: &Node, file: &File) -> std::io::Result<()> {
         if self.as_root {
-            std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
-                .map_err(|e| Error::io(path, e))?;
+            std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
         }
         // Mode after chown: chown clears setuid/setgid bits.
-        fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
-            .map_err(|e| Error::io(path, e))?;
-        filetime::set_file_times(path, filetime_of(node.atime), filetime_of(node.mtime))
-            .map_err(|e| Error::io(path, e))
+        file.set_permissions(fs::Permissions::from_mode(node.mode))?;
+        file.set_times(
+            FileTimes::new()
+                .set_accessed(system_time(node.atime))
+                .set_modified(system_time(node.mtime)),
+        )
+    }
+}
+
+/// A file whose content could not be restored is removed, so that nobody mistakes a partial copy for
+/// the real one; the error names it.
+fn discard(path: &Path) {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        let _ = fs::remove_file(path);
     }
 }
 
@@ -287,6 +304,18 @@ fn remove_non_dir(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Ok(meta) if !meta.is_dir() => fs::remove_file(path).map_err(|e| Error::io(path, e)),
         _ => Ok(()),
+    }
+}
+
+fn system_time(nanos: i64) -> SystemTime {
+    let (secs, sub) = (
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000) as u32,
+    );
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, sub)
+    } else {
+        UNIX_EPOCH - Duration::new(secs.unsigned_abs(), 0) + Duration::new(0, sub)
     }
 }
 

@@ -1,4 +1,6 @@
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context as _};
 use lifeline_repo::tree::NodeType;
@@ -13,15 +15,16 @@ pub struct Args {
     /// Snapshot ID prefix, or `latest`
     snapshot: String,
     /// Path of the file in the snapshot (for a --stdin snapshot, its name)
-    path: String,
+    path: OsString,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let (_, snap) = repo.find_snapshot(&args.snapshot)?;
     let reader = BlobReader::new(&repo, repo.load_index()?);
+    let shown = args.path.to_string_lossy();
     let Some(node) = lookup(&reader, snap.tree, args.path.as_bytes())? else {
-        bail!("{:?} is not in snapshot {}", args.path, args.snapshot);
+        bail!("{shown:?} is not in snapshot {}", args.snapshot);
     };
     if node.node_type != NodeType::File {
         bail!(
@@ -34,10 +37,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     for part in node.content.iter().flatten() {
         let chunk = reader
             .read_blob(part.id())
-            .with_context(|| format!("cannot read {}", args.path))?;
+            .with_context(|| format!("cannot read {shown}"))?;
         let slice = chunk
             .get(part.offset() as usize..(part.offset() + part.len()) as usize)
-            .with_context(|| format!("{}: a chunk is shorter than the file needs", args.path))?;
+            .with_context(|| format!("{shown}: a chunk is shorter than the file needs"))?;
         out.write_all(slice)?;
     }
     out.flush()?;

@@ -1,4 +1,6 @@
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use anyhow::bail;
 use lifeline_repo::tree::NodeType;
@@ -13,7 +15,7 @@ pub struct Args {
     /// Snapshot ID prefix, or `latest`
     snapshot: String,
     /// List only below this path
-    path: Option<String>,
+    path: Option<OsString>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -25,22 +27,29 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         rows.push((path.to_vec(), node.clone()));
         Ok(())
     };
-    match args
+    // `/a//b/` and `a/b` both mean `/a/b`; names need not be UTF-8.
+    let start: Vec<u8> = args
         .path
-        .as_deref()
-        .map(|p| p.trim_end_matches('/'))
-        .filter(|p| !p.is_empty())
-    {
-        None => walk(&reader, snap.tree, b"", &mut collect)?,
-        Some(path) => {
-            let normalized = format!("/{}", path.trim_start_matches('/'));
-            let Some(node) = lookup(&reader, snap.tree, normalized.as_bytes())? else {
-                bail!("{path:?} is not in snapshot {}", args.snapshot);
-            };
-            collect(normalized.as_bytes(), &node)?;
-            if let (NodeType::Dir, Some(sub)) = (node.node_type, node.subtree) {
-                walk(&reader, sub, normalized.as_bytes(), &mut collect)?;
-            }
+        .as_ref()
+        .map(|p| {
+            lifeline_repo::walk::components(p.as_bytes())
+                .flat_map(|c| [b"/".as_slice(), c].concat())
+                .collect()
+        })
+        .unwrap_or_default();
+    if start.is_empty() {
+        walk(&reader, snap.tree, b"", &mut collect)?;
+    } else {
+        let Some(node) = lookup(&reader, snap.tree, &start)? else {
+            bail!(
+                "{:?} is not in snapshot {}",
+                String::from_utf8_lossy(&start),
+                args.snapshot
+            );
+        };
+        collect(&start, &node)?;
+        if let (NodeType::Dir, Some(sub)) = (node.node_type, node.subtree) {
+            walk(&reader, sub, &start, &mut collect)?;
         }
     }
     if ctx.json {
