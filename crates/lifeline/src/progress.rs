@@ -23,14 +23,7 @@ impl Bar {
         if !visible {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
-        let template = if total_bytes.is_some() {
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} · {msg}"
-        } else {
-            "{spinner} [{elapsed_precise}] {bytes} {binary_bytes_per_sec} · {msg}"
-        };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style);
-        }
+        bar.set_style(style(total_bytes.is_some()));
         bar.enable_steady_tick(Duration::from_millis(200));
         Bar {
             bar,
@@ -41,12 +34,24 @@ impl Bar {
     /// Lets another thread set the total once it is known.
     pub fn total_setter(&self) -> impl Fn(u64) + Send + 'static {
         let bar = self.bar.clone();
-        move |bytes| bar.set_length(bytes)
+        move |bytes| {
+            bar.set_length(bytes);
+            bar.set_style(style(true));
+        }
     }
 
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+fn style(with_total: bool) -> ProgressStyle {
+    let template = if with_total {
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} · {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {bytes} {binary_bytes_per_sec} · {msg}"
+    };
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 impl Progress for Bar {
