@@ -65,6 +65,31 @@ fn assert_ids_match_key_files(repo: &Repo, keys: &[(String, bool)]) {
     }
 }
 
+/// `lifeline key SUB --new-password-file FILE`, which must succeed.
+fn key_with_new_password(repo: &Repo, sub: &str, new_password_file: &Path) {
+    repo.run([
+        std::ffi::OsStr::new("key"),
+        sub.as_ref(),
+        "--new-password-file".as_ref(),
+        new_password_file.as_os_str(),
+    ])
+    .assert_success();
+}
+
+/// The test file's bytes, read back with another password.
+fn dump_with(repo: &Repo, password_file: &Path, src: &Path) -> Vec<u8> {
+    let out = repo.run_with_password_file(
+        password_file,
+        [
+            std::ffi::OsStr::new("dump"),
+            "latest".as_ref(),
+            src.join("f").as_os_str(),
+        ],
+    );
+    out.assert_success();
+    out.stdout
+}
+
 fn repo_with_a_snapshot() -> (Repo, std::path::PathBuf) {
     let repo = Repo::init();
     let src = repo.join("src");
@@ -87,25 +112,10 @@ fn init_writes_one_private_key() {
 fn added_key_opens_the_repository_and_both_are_listed() {
     let (repo, src) = repo_with_a_snapshot();
     let pw2 = repo.sandbox.write("password2", "second password");
-    repo.run([
-        std::ffi::OsStr::new("key"),
-        "add".as_ref(),
-        "--new-password-file".as_ref(),
-        pw2.as_os_str(),
-    ])
-    .assert_success();
+    key_with_new_password(&repo, "add", &pw2);
     assert_key_files_private(&repo, 2);
 
-    let out = repo.run_with_password_file(
-        &pw2,
-        [
-            std::ffi::OsStr::new("dump"),
-            "latest".as_ref(),
-            src.join("f").as_os_str(),
-        ],
-    );
-    out.assert_success();
-    assert_eq!(out.stdout, b"guarded by keys");
+    assert_eq!(dump_with(&repo, &pw2, &src), b"guarded by keys");
 
     let by_first = key_list(&repo, &repo.password_file);
     let by_second = key_list(&repo, &pw2);
@@ -121,13 +131,7 @@ fn key_passwd_replaces_the_current_key_and_old_password_exits_12() {
     let (repo, src) = repo_with_a_snapshot();
     let old_id = current_key(&key_list(&repo, &repo.password_file));
     let pw3 = repo.sandbox.write("password3", "the new one");
-    repo.run([
-        std::ffi::OsStr::new("key"),
-        "passwd".as_ref(),
-        "--new-password-file".as_ref(),
-        pw3.as_os_str(),
-    ])
-    .assert_success();
+    key_with_new_password(&repo, "passwd", &pw3);
 
     repo.run(["snapshots"]).assert_code(EXIT_WRONG_PASSWORD);
     let keys = key_list(&repo, &pw3);
@@ -135,29 +139,14 @@ fn key_passwd_replaces_the_current_key_and_old_password_exits_12() {
     assert_ne!(current_key(&keys), old_id, "the key id did not change");
     assert_key_files_private(&repo, 1);
 
-    let out = repo.run_with_password_file(
-        &pw3,
-        [
-            std::ffi::OsStr::new("dump"),
-            "latest".as_ref(),
-            src.join("f").as_os_str(),
-        ],
-    );
-    out.assert_success();
-    assert_eq!(out.stdout, b"guarded by keys");
+    assert_eq!(dump_with(&repo, &pw3, &src), b"guarded by keys");
 }
 
 #[test]
 fn removing_the_current_key_is_refused() {
     let (repo, _src) = repo_with_a_snapshot();
     let pw2 = repo.sandbox.write("password2", "second password");
-    repo.run([
-        std::ffi::OsStr::new("key"),
-        "add".as_ref(),
-        "--new-password-file".as_ref(),
-        pw2.as_os_str(),
-    ])
-    .assert_success();
+    key_with_new_password(&repo, "add", &pw2);
     let current = current_key(&key_list(&repo, &repo.password_file));
 
     repo.run(["key", "remove", current.as_str()])
@@ -171,13 +160,7 @@ fn removing_the_current_key_is_refused() {
 fn removing_another_key_revokes_its_password() {
     let (repo, _src) = repo_with_a_snapshot();
     let pw2 = repo.sandbox.write("password2", "second password");
-    repo.run([
-        std::ffi::OsStr::new("key"),
-        "add".as_ref(),
-        "--new-password-file".as_ref(),
-        pw2.as_os_str(),
-    ])
-    .assert_success();
+    key_with_new_password(&repo, "add", &pw2);
     let keys = key_list(&repo, &repo.password_file);
     let other: Vec<&String> = keys.iter().filter(|(_, c)| !c).map(|(id, _)| id).collect();
     assert_eq!(other.len(), 1, "{keys:?}");
