@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
+    configure_workers();
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -39,5 +40,18 @@ fn main() -> ExitCode {
             }
             ExitCode::from(exit::code_for(&err))
         }
+    }
+}
+
+/// Twice as many workers as cores, so reads from a cold disk overlap with hashing and compression, and
+/// a large stack, because directory recursion runs on these threads and trees may be thousands deep.
+fn configure_workers() {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let built = rayon::ThreadPoolBuilder::new()
+        .num_threads((2 * cores).max(4))
+        .stack_size(256 << 20)
+        .build_global();
+    if let Err(e) = built {
+        tracing::warn!("worker pool: {e}");
     }
 }
