@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::crypto::{open_object, seal_object, Keyring, ObjectType};
 use crate::error::{Error, Result};
-use crate::pack::{BlobEntry, BlobKind};
+use crate::pack::{BlobEntry, BlobKind, PackBlobs};
 use crate::Id;
 
 const ENTRY_LEN: usize = 50;
@@ -77,7 +77,7 @@ impl Index {
 }
 
 /// Encode the blobs of some packs as one index object's plaintext.
-pub fn encode(packs: &[(Id, Vec<BlobEntry>)]) -> Vec<u8> {
+pub fn encode(packs: &[PackBlobs]) -> Vec<u8> {
     let mut rows: Vec<(u32, &BlobEntry)> = packs
         .iter()
         .enumerate()
@@ -104,7 +104,7 @@ pub fn encode(packs: &[(Id, Vec<BlobEntry>)]) -> Vec<u8> {
 }
 
 /// Decode one index object's plaintext into (pack, blobs) groups.
-pub fn decode(plain: &[u8], key: &str) -> Result<Vec<(Id, Vec<BlobEntry>)>> {
+pub fn decode(plain: &[u8], key: &str) -> Result<Vec<PackBlobs>> {
     let bad = |d: &str| Error::corrupt(key, format!("index: {d}"));
     let u32_at = |at: usize| -> Result<u32> {
         plain
@@ -123,7 +123,7 @@ pub fn decode(plain: &[u8], key: &str) -> Result<Vec<(Id, Vec<BlobEntry>)>> {
     if plain.len() != expected {
         return Err(bad("length does not match its counts"));
     }
-    let mut packs: Vec<(Id, Vec<BlobEntry>)> = plain[12..12 + pack_count * 32]
+    let mut packs: Vec<PackBlobs> = plain[12..12 + pack_count * 32]
         .chunks_exact(32)
         .map(|c| {
             let mut id = [0u8; 32];
@@ -155,7 +155,7 @@ pub fn decode(plain: &[u8], key: &str) -> Result<Vec<(Id, Vec<BlobEntry>)>> {
     Ok(packs)
 }
 
-pub fn seal(keyring: &Keyring, packs: &[(Id, Vec<BlobEntry>)]) -> Result<Vec<u8>> {
+pub fn seal(keyring: &Keyring, packs: &[PackBlobs]) -> Result<Vec<u8>> {
     seal_object(
         keyring,
         ObjectType::Index,
@@ -163,7 +163,7 @@ pub fn seal(keyring: &Keyring, packs: &[(Id, Vec<BlobEntry>)]) -> Result<Vec<u8>
     )
 }
 
-pub fn open(keyring: &Keyring, bytes: &[u8], key: &str) -> Result<Vec<(Id, Vec<BlobEntry>)>> {
+pub fn open(keyring: &Keyring, bytes: &[u8], key: &str) -> Result<Vec<PackBlobs>> {
     let payload = open_object(keyring, ObjectType::Index, bytes, key)?;
     decode(&crate::payload::decode_any(&payload, key)?, key)
 }
@@ -191,7 +191,7 @@ mod tests {
     proptest! {
         #[test]
         fn encode_decode_round_trip(groups in proptest::collection::vec(proptest::collection::btree_set(any::<u8>(), 0..20), 0..6)) {
-            let packs: Vec<(Id, Vec<BlobEntry>)> = groups.iter().enumerate().map(|(p, seeds)| {
+            let packs: Vec<PackBlobs> = groups.iter().enumerate().map(|(p, seeds)| {
                 (Id([p as u8 + 100; 32]), seeds.iter().map(|&s| entry(s, u32::from(s) * 3)).collect())
             }).collect();
             let decoded = decode(&encode(&packs), "t").expect("decode");

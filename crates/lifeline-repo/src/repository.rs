@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{open_object, seal_object, KeySlot, Keyring, ObjectType};
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::pack::{read_trailer, PackBlobs};
 use crate::snapshot::Snapshot;
 use crate::storage::Storage;
 use crate::Id;
@@ -290,7 +291,7 @@ impl Repository {
             .collect())
     }
 
-    pub fn load_index_file(&self, key: &str) -> Result<Vec<(Id, Vec<crate::pack::BlobEntry>)>> {
+    pub fn load_index_file(&self, key: &str) -> Result<Vec<PackBlobs>> {
         let bytes = self.storage.get(key)?;
         if Id::of_stored(&bytes).to_hex() != key.trim_start_matches("index/") {
             return Err(Error::corrupt(key, "its bytes do not hash to its name"));
@@ -298,19 +299,57 @@ impl Repository {
         crate::index::open(&self.keyring, &bytes, key)
     }
 
-    /// The union of every index.
-    pub fn load_index(&self) -> Result<Index> {
-        let files = self
+    /// A reader over everything the repository holds now.
+    pub fn reader(&self) -> Result<crate::BlobReader<'_>> {
+        Ok(crate::BlobReader::new(self, self.load_index()?.0))
+    }
+
+    /// The union of every readable index, plus the packs no index names (left by a killed or still
+    /// running writer), read from their trailers. Returns the index and those adopted packs. A damaged
+    /// index is skipped with a warning: its packs are then adopted the same way, and `check` reports it.
+    pub fn load_index(&self) -> Result<(Index, Vec<PackBlobs>)> {
+        let files: Vec<_> = self
             .index_keys()?
             .par_iter()
-            .map(|key| self.load_index_file(key))
-            .collect::<Result<Vec<_>>>()?;
+            .filter_map(|key| match self.load_index_file(key) {
+                Ok(packs) => Some(packs),
+                Err(e) => {
+                    tracing::warn!("skipping {key}: {e} (run `lifeline check`)");
+                    None
+                }
+            })
+            .collect();
         let mut index = Index::default();
-        for packs in files {
-            for (pack, entries) in packs {
-                index.add_pack(pack, &entries);
-            }
+        for (pack, entries) in files.iter().flatten() {
+            index.add_pack(*pack, entries);
         }
-        Ok(index)
+        let orphans: Vec<_> = self
+            .storage
+            .list("data/")?
+            .into_iter()
+            .filter_map(|o| {
+                let id = Id::from_hex(o.key.rsplit('/').next()?)?;
+                (!index.has_pack(&id)).then_some((id, o))
+            })
+            .collect();
+        let adopted: Vec<PackBlobs> = orphans
+            .par_iter()
+            .filter_map(|(id, o)| {
+                match read_trailer(self.storage.as_ref(), &self.keyring, &o.key, o.size) {
+                    Ok(entries) => Some((*id, entries)),
+                    Err(e) => {
+                        tracing::warn!("ignoring unindexed pack {}: {e}", o.key);
+                        None
+                    }
+                }
+            })
+            .collect();
+        for (pack, entries) in &adopted {
+            index.add_pack(*pack, entries);
+        }
+        if !adopted.is_empty() {
+            tracing::info!("adopted {} pack(s) that no index names", adopted.len());
+        }
+        Ok((index, adopted))
     }
 }

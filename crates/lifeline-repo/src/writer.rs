@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::chunker::{ChunkProfile, Chunker};
 use crate::crypto::ObjectType;
 use crate::error::{Error, Result};
-use crate::pack::{pack_key, read_trailer, BlobEntry, BlobKind, PackWriter};
+use crate::pack::{pack_key, BlobKind, PackBlobs, PackWriter};
 use crate::reader::{poisoned, BlobReader};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
@@ -30,8 +30,8 @@ pub struct Writer<'r> {
     new_ids: Mutex<HashSet<Id>>,
     data_pack: Mutex<Option<PackWriter>>,
     tree_pack: Mutex<Option<PackWriter>>,
-    written: Mutex<Vec<(Id, Vec<BlobEntry>)>>,
-    recovered: Vec<(Id, Vec<BlobEntry>)>,
+    written: Mutex<Vec<PackBlobs>>,
+    recovered: Vec<PackBlobs>,
     data_added: AtomicU64,
     pack_size: usize,
     level: i32,
@@ -41,40 +41,11 @@ pub struct Writer<'r> {
 
 impl<'r> Writer<'r> {
     /// Start a session. Packs in storage that no index names (left by a writer that was killed, or one
-    /// still running) are read from their trailers, so their blobs are not uploaded again.
+    /// still running) are adopted from their trailers, so their blobs are not uploaded again, and this
+    /// session's index names them.
     pub fn new(repo: &'r Repository, pack_size: Option<u64>, level: i32) -> Result<Self> {
-        let mut reader = BlobReader::new(repo, repo.load_index()?);
-        let orphans: Vec<_> = repo
-            .storage()
-            .list("data/")?
-            .into_iter()
-            .filter(|o| {
-                Id::from_hex(o.key.rsplit('/').next().unwrap_or_default())
-                    .is_some_and(|id| !reader.index().has_pack(&id))
-            })
-            .collect();
-        let recovered: Vec<(Id, Vec<BlobEntry>)> = orphans
-            .par_iter()
-            .filter_map(|o| {
-                let id = Id::from_hex(o.key.rsplit('/').next()?)?;
-                match read_trailer(repo.storage(), repo.keyring(), &o.key, o.size) {
-                    Ok(entries) => Some((id, entries)),
-                    Err(e) => {
-                        tracing::warn!("ignoring unindexed pack {}: {e}", o.key);
-                        None
-                    }
-                }
-            })
-            .collect();
-        for (pack, entries) in &recovered {
-            reader.index_mut().add_pack(*pack, entries);
-        }
-        if !recovered.is_empty() {
-            tracing::info!(
-                "adopted {} pack(s) left by an interrupted backup",
-                recovered.len()
-            );
-        }
+        let (index, recovered) = repo.load_index()?;
+        let reader = BlobReader::new(repo, index);
         let gear_key = repo.keyring().gear_key;
         Ok(Writer {
             reader,

@@ -12,7 +12,8 @@ use lifeline_repo::{BlobReader, Repository};
 
 fn open() -> Repository {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
-    Repository::open(Arc::new(LocalStorage::new(dir)), b"fixture-password").expect("open v1 fixture")
+    Repository::open(Arc::new(LocalStorage::new(dir)), b"fixture-password")
+        .expect("open v1 fixture")
 }
 
 fn file_bytes(reader: &BlobReader<'_>, root: lifeline_repo::Id, path: &str) -> Vec<u8> {
@@ -22,7 +23,9 @@ fn file_bytes(reader: &BlobReader<'_>, root: lifeline_repo::Id, path: &str) -> V
     let mut out = Vec::new();
     for part in node.content.iter().flatten() {
         let chunk = reader.read_blob(part.id()).expect("blob");
-        out.extend_from_slice(&chunk[part.offset() as usize..(part.offset() + part.len()) as usize]);
+        out.extend_from_slice(
+            &chunk[part.offset() as usize..(part.offset() + part.len()) as usize],
+        );
     }
     out
 }
@@ -35,13 +38,16 @@ fn version_1_repository_still_reads() {
     assert_eq!(snap.tags.get("fixture").map(String::as_str), Some("v1"));
     assert_eq!(snap.summary.files, 2);
 
-    let reader = BlobReader::new(&repo, repo.load_index().expect("index"));
+    let reader = repo.reader().expect("reader");
     assert_eq!(
         file_bytes(&reader, snap.tree, "/tmp/fx/src/docs/record.txt"),
         b"patient-record-42\n"
     );
     let expected: Vec<u8> = (0..600_000u64).map(|i| ((i * 7919) % 251) as u8).collect();
-    assert_eq!(file_bytes(&reader, snap.tree, "/tmp/fx/src/docs/scan.bin"), expected);
+    assert_eq!(
+        file_bytes(&reader, snap.tree, "/tmp/fx/src/docs/scan.bin"),
+        expected
+    );
     let link = lookup(&reader, snap.tree, b"/tmp/fx/src/link")
         .expect("lookup")
         .expect("link");

@@ -7,7 +7,7 @@ use lifeline_repo::pack::BlobKind;
 use lifeline_repo::snapshot::Snapshot;
 use lifeline_repo::storage::{LocalStorage, Storage};
 use lifeline_repo::tree::Tree;
-use lifeline_repo::{BlobReader, Error, ErrorKind, Repository, Writer};
+use lifeline_repo::{Error, ErrorKind, Repository, Writer};
 use proptest::prelude::*;
 
 fn repo(dir: &std::path::Path) -> Repository {
@@ -48,7 +48,7 @@ fn store(
 }
 
 fn read_back(repo: &Repository, refs: &[lifeline_repo::tree::ContentRef]) -> Vec<u8> {
-    let reader = BlobReader::new(repo, repo.load_index().expect("index"));
+    let reader = repo.reader().expect("reader");
     let mut out = Vec::new();
     for r in refs {
         let chunk = reader.read_blob(r.id()).expect("blob");
@@ -169,7 +169,7 @@ fn a_flipped_byte_is_caught_and_named() {
     bytes[mid] ^= 0x40;
     std::fs::write(&path, bytes).expect("write");
 
-    let reader = BlobReader::new(&repo, repo.load_index().expect("index"));
+    let reader = repo.reader().expect("reader");
     let failures: Vec<Error> = refs
         .iter()
         .filter_map(|r| reader.read_blob(r.id()).err())
@@ -180,6 +180,30 @@ fn a_flipped_byte_is_caught_and_named() {
         lifeline_repo::check::check(&repo, lifeline_repo::check::ReadData::All).expect("check");
     assert!(
         report.problems.iter().any(|p| p.object == pack.key),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn a_damaged_index_is_reported_but_does_not_block_reading() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = repo(dir.path());
+    let data = pseudo_random(2 << 20, 13);
+    let (_, refs) = store(&repo, &data);
+    let index = repo.storage().list("index/").expect("list").remove(0);
+    let path = dir.path().join(&index.key);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[60] ^= 1;
+    std::fs::write(&path, bytes).expect("write");
+
+    // Its packs are adopted from their trailers, so the data stays readable ...
+    assert_eq!(read_back(&repo, &refs), data);
+    // ... while check names the damaged index.
+    let report =
+        lifeline_repo::check::check(&repo, lifeline_repo::check::ReadData::None).expect("check");
+    assert!(
+        report.problems.iter().any(|p| p.object == index.key),
         "{:?}",
         report.problems
     );

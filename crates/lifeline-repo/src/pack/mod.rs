@@ -36,6 +36,9 @@ pub struct BlobEntry {
     pub sealed_len: u32,
 }
 
+/// A pack and the blobs it holds: the unit indexes are made of.
+pub type PackBlobs = (Id, Vec<BlobEntry>);
+
 pub const TRAILER_ENTRY_LEN: usize = 42;
 
 pub(crate) fn aad(kind: BlobKind, id: &Id) -> [u8; 33] {

@@ -5,7 +5,6 @@ use std::os::unix::ffi::OsStrExt;
 use anyhow::{bail, Context as _};
 use lifeline_repo::tree::NodeType;
 use lifeline_repo::walk::lookup;
-use lifeline_repo::BlobReader;
 
 use crate::context::Context;
 use crate::exit;
@@ -21,7 +20,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let (_, snap) = repo.find_snapshot(&args.snapshot)?;
-    let reader = BlobReader::new(&repo, repo.load_index()?);
+    let reader = repo.reader()?;
     let shown = args.path.to_string_lossy();
     let Some(node) = lookup(&reader, snap.tree, args.path.as_bytes())? else {
         bail!("{shown:?} is not in snapshot {}", args.snapshot);

@@ -5,7 +5,6 @@ use std::os::unix::ffi::OsStrExt;
 use anyhow::bail;
 use lifeline_repo::tree::NodeType;
 use lifeline_repo::walk::{lookup, walk};
-use lifeline_repo::BlobReader;
 
 use crate::context::{print_json, Context};
 use crate::exit;
@@ -21,7 +20,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let (_, snap) = repo.find_snapshot(&args.snapshot)?;
-    let reader = BlobReader::new(&repo, repo.load_index()?);
+    let reader = repo.reader()?;
     let mut rows: Vec<(Vec<u8>, lifeline_repo::tree::Node)> = Vec::new();
     let mut collect = |path: &[u8], node: &lifeline_repo::tree::Node| {
         rows.push((path.to_vec(), node.clone()));

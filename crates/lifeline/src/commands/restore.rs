@@ -1,7 +1,6 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use lifeline_repo::BlobReader;
 use lifeline_sources::files;
 
 use crate::commands::backup::human_bytes;
@@ -21,7 +20,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
-    let reader = BlobReader::new(&repo, repo.load_index()?);
+    let reader = repo.reader()?;
     let bar = Bar::new(ctx.json, Some(snap.summary.bytes));
     let result = files::restore(&reader, snap.tree, &args.target, &bar)?;
     bar.finish();
