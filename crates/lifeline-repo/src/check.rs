@@ -216,6 +216,19 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     Ok(report)
 }
 
+/// Read back packs just written and verify them whole; one problem per damaged blob or pack.
+pub fn verify_packs(repo: &Repository, packs: &[crate::pack::PackBlobs]) -> Vec<Problem> {
+    packs
+        .par_iter()
+        .flat_map_iter(|(pack, entries)| verify_pack(repo, pack, entries))
+        .map(|(object, detail, _)| Problem {
+            object,
+            detail,
+            affected: Vec::new(),
+        })
+        .collect()
+}
+
 /// Read one pack whole and verify its name, trailer and every blob the index places in it.
 fn verify_pack(
     repo: &Repository,

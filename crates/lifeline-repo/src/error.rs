@@ -18,6 +18,13 @@ pub enum Error {
     ObjectMissing { key: String },
     #[error("object {key} already exists")]
     AlreadyExists { key: String },
+    #[error("storage {location}: {message}{hint}")]
+    Backend {
+        location: String,
+        message: String,
+        /// What to do about it, starting with "; " when present.
+        hint: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 mod error;
 mod host;

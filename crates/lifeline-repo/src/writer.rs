@@ -174,13 +174,23 @@ impl<'r> Writer<'r> {
 
     /// Seal the open packs, write this session's index, then the snapshot. Until the snapshot lands the
     /// repository shows nothing new; what landed before is reused by the next session.
-    pub fn finish(self, mut snapshot: Snapshot) -> Result<(Id, Snapshot)> {
+    pub fn finish(self, snapshot: Snapshot) -> Result<(Id, Snapshot)> {
+        self.finish_with_packs(snapshot)
+            .map(|(id, snap, _)| (id, snap))
+    }
+
+    /// [`Writer::finish`], also returning the packs this session uploaded (for read-back checks).
+    pub fn finish_with_packs(
+        self,
+        mut snapshot: Snapshot,
+    ) -> Result<(Id, Snapshot, Vec<PackBlobs>)> {
         for slot in [&self.data_pack, &self.tree_pack] {
             if let Some(pack) = slot.lock().map_err(poisoned)?.take() {
                 self.upload(pack)?;
             }
         }
-        let mut packs = self.written.into_inner().map_err(poisoned)?;
+        let written = self.written.into_inner().map_err(poisoned)?;
+        let mut packs = written.clone();
         packs.extend(self.recovered);
         if !packs.is_empty() {
             let repo = self.reader.repo();
@@ -190,7 +200,7 @@ impl<'r> Writer<'r> {
         }
         snapshot.summary.data_added = self.data_added.load(Ordering::Relaxed);
         let id = self.reader.repo().save_snapshot(&snapshot)?;
-        Ok((id, snapshot))
+        Ok((id, snapshot, written))
     }
 }
 

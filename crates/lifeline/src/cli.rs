@@ -49,6 +49,8 @@ pub enum Command {
     Dump(commands::dump::Args),
     /// Verify the repository's structure and, optionally, its data
     Check(commands::check::Args),
+    /// Copy snapshots to another repository (a second region), sending only what it lacks
+    Copy(commands::copy::Args),
     /// Manage the passwords (key slots) that open the repository
     Key(commands::key::Args),
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use lifeline_repo::storage::{LocalStorage, Storage};
+use lifeline_repo::storage::{LocalStorage, S3Settings, S3Storage, Storage};
 use lifeline_repo::Repository;
 
 use crate::options::{ConfigFile, RepositoryOptions};
@@ -32,12 +32,7 @@ impl Context {
     }
 
     pub fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
-        let location = self.options.location()?;
-        if location.contains("://") && !location.starts_with("file://") {
-            bail!("repository {location:?}: only local directories are supported by this version (give a path)");
-        }
-        let path = location.trim_start_matches("file://");
-        Ok(Arc::new(LocalStorage::new(path)))
+        open_storage(self.options.location()?, &self.options.s3)
     }
 
     pub fn open(&self) -> anyhow::Result<Repository> {
@@ -57,6 +52,19 @@ impl Context {
             )
         })
     }
+}
+
+/// The storage a repository URL names: `s3://BUCKET/PREFIX`, `file://PATH` or a plain path.
+pub fn open_storage(location: &str, s3: &S3Settings) -> anyhow::Result<Arc<dyn Storage>> {
+    if location.starts_with("s3://") {
+        return Ok(Arc::new(S3Storage::open(location, s3)?));
+    }
+    if location.contains("://") && !location.starts_with("file://") {
+        bail!("repository {location:?}: use a local path, file://PATH or s3://BUCKET/PREFIX");
+    }
+    Ok(Arc::new(LocalStorage::new(
+        location.trim_start_matches("file://"),
+    )))
 }
 
 /// Print a value as JSON on stdout.

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use lifeline_repo::storage::S3Settings;
 use serde::Deserialize;
 
 /// Where the repository is and how to unlock it. Flags and environment win over the config file.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryOptions {
-    /// Repository location (a local directory)
+    /// Repository location: a local directory, or s3://BUCKET/PREFIX
     #[arg(
         long = "repo",
         env = "LIFELINE_REPO",
@@ -22,6 +23,12 @@ pub struct RepositoryOptions {
     #[command(flatten)]
     #[serde(default)]
     pub key: KeySource,
+
+    /// Endpoint, region and credentials of an `s3://` repository; the standard `AWS_*` environment
+    /// variables fill what is not set here.
+    #[arg(skip)]
+    #[serde(default)]
+    pub s3: S3Settings,
 }
 
 /// How the repository password is obtained. Never from a plain environment variable: those leak into
@@ -79,6 +86,7 @@ impl RepositoryOptions {
                 password_file: self.key.password_file.or(file.key.password_file),
                 password_command: self.key.password_command.or(file.key.password_command),
             },
+            s3: file.s3,
         }
     }
 

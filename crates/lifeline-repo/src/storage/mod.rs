@@ -2,8 +2,10 @@
 
 pub mod conformance;
 mod local;
+mod s3;
 
 pub use local::LocalStorage;
+pub use s3::{S3Settings, S3Storage};
 
 use crate::error::Result;
 

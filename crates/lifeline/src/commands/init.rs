@@ -13,21 +13,24 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let location = ctx.options.location()?;
-    let path = std::path::Path::new(location.trim_start_matches("file://"));
-    if path.exists() {
-        let empty = path.is_dir()
-            && path
-                .read_dir()
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(false);
-        if !empty {
-            bail!(
-                "{} already exists and is not an empty directory; `init` needs a new location",
-                path.display()
-            );
+    if !location.starts_with("s3://") {
+        let path = std::path::Path::new(location.trim_start_matches("file://"));
+        if path.exists() {
+            let empty = path.is_dir()
+                && path
+                    .read_dir()
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+            if !empty {
+                bail!(
+                    "{} already exists and is not an empty directory; `init` needs a new location",
+                    path.display()
+                );
+            }
         }
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
     }
-    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
     let password = password::new_password(None, Some(&ctx.options.key))?;
     let repo = Repository::init(ctx.storage()?, password.bytes(), args.pack_size << 20)?;
     if ctx.json {

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod dump;
 pub mod init;
 pub mod key;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Restore(args) => restore::run(&ctx, args),
         Command::Dump(args) => dump::run(&ctx, args),
         Command::Check(args) => check::run(&ctx, args),
+        Command::Copy(args) => copy::run(&ctx, args),
         Command::Key(args) => key::run(&ctx, args),
     }
 }

@@ -1,0 +1,310 @@
+//! S3-compatible object storage (AWS S3, Garage, MinIO, R2) through `object_store`, which signs
+//! requests, retries transient failures (5xx, 429/SlowDown, timeouts, resets) with exponential backoff
+//! and jitter, and fails fast on permanent ones (403, missing bucket).
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, WriteMultipart,
+};
+use serde::Deserialize;
+
+use super::{ObjectInfo, Storage};
+use crate::error::{Error, Result};
+
+/// Objects above this size are uploaded in parts, in parallel.
+const MULTIPART_THRESHOLD: usize = 64 << 20;
+const PART_SIZE: usize = 16 << 20;
+
+/// Settings that override the standard `AWS_*` environment variables (from the config file).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// `http(s)://host:port` of a self-hosted store (Garage, MinIO); AWS when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    /// A file holding the secret key, so the config file itself holds no secret.
+    pub secret_access_key_file: Option<std::path::PathBuf>,
+}
+
+pub struct S3Storage {
+    store: AmazonS3,
+    prefix: String,
+    location: String,
+    // The trait is synchronous; this runtime drives the HTTP client for every calling thread.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl S3Storage {
+    /// Open `s3://BUCKET/PREFIX`. Endpoint, region and credentials come from `settings`, else from
+    /// `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`.
+    pub fn open(url: &str, settings: &S3Settings) -> Result<Self> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            Error::Invalid(format!("{url:?} is not an S3 URL: use s3://BUCKET/PREFIX"))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{url:?} names no bucket: use s3://BUCKET/PREFIX"
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            // Self-hosted stores rarely have wildcard DNS for bucket subdomains.
+            .with_virtual_hosted_style_request(false)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(8),
+                    base: 2.0,
+                },
+                max_retries: 10,
+                retry_timeout: Duration::from_secs(180),
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(10))
+                    .with_timeout(Duration::from_secs(120)),
+            );
+        let endpoint = settings
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        if let Some(endpoint) = &endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(region) = &settings.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(id) = &settings.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(path) = &settings.secret_access_key_file {
+            let secret = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            builder = builder.with_secret_access_key(secret.trim());
+        }
+        let store = builder.build().map_err(|e| Error::Backend {
+            location: url.to_string(),
+            message: e.to_string(),
+            hint: "; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for a self-hosted store)".into(),
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("tokio runtime", e))?;
+        Ok(S3Storage {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            location: format!("s3://{bucket}/{}", prefix.trim_matches('/')),
+            runtime,
+        })
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn key_of(&self, path: &Path) -> String {
+        let full = path.as_ref();
+        if self.prefix.is_empty() {
+            full.to_string()
+        } else {
+            full.strip_prefix(&self.prefix)
+                .map(|k| k.trim_start_matches('/'))
+                .unwrap_or(full)
+                .to_string()
+        }
+    }
+
+    fn error(&self, key: &str, e: object_store::Error) -> Error {
+        if let object_store::Error::NotFound { .. } = e {
+            return Error::ObjectMissing { key: key.into() };
+        }
+        let message = e.to_string();
+        let hint = if [
+            "403",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "Forbidden",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
+        {
+            "; the credentials were refused: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and that this key may use the bucket"
+        } else if message.contains("NoSuchBucket") {
+            "; the bucket does not exist: create it or fix the repository URL"
+        } else if message.contains("error sending request") || message.contains("connect") {
+            "; the server did not answer: check AWS_ENDPOINT_URL and that the store is running"
+        } else {
+            ""
+        };
+        Error::Backend {
+            location: format!("{}/{key}", self.location),
+            message,
+            hint: hint.into(),
+        }
+    }
+
+    async fn put_multipart(&self, path: &Path, data: &[u8]) -> object_store::Result<()> {
+        let upload = self.store.put_multipart(path).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        for part in data.chunks(PART_SIZE) {
+            writer.wait_for_capacity(4).await?;
+            writer.put(bytes::Bytes::copy_from_slice(part));
+        }
+        writer.finish().await.map(|_| ())
+    }
+}
+
+impl Storage for S3Storage {
+    fn put(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let path = self.path(key);
+        self.runtime.block_on(async {
+            // Stores that ignore If-None-Match would overwrite; a HEAD first keeps objects
+            // create-only there too (content-named objects make the remaining race harmless).
+            match self.store.head(&path).await {
+                Ok(_) => return Ok(false),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(key, e)),
+            }
+            let result = if data.len() > MULTIPART_THRESHOLD {
+                self.put_multipart(&path, data).await
+            } else {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                self.store
+                    .put_opts(&path, PutPayload::from(data.to_vec()), opts)
+                    .await
+                    .map(|_| ())
+            };
+            match result {
+                Ok(()) => Ok(true),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Ok(false),
+                Err(e) => Err(self.error(key, e)),
+            }
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.path(key);
+        self.runtime.block_on(async {
+            let result = self
+                .store
+                .get(&path)
+                .await
+                .map_err(|e| self.error(key, e))?;
+            let bytes = result.bytes().await.map_err(|e| self.error(key, e))?;
+            Ok(bytes.to_vec())
+        })
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(key);
+        let bytes = self.runtime.block_on(async {
+            self.store
+                .get_range(&path, offset..offset + len)
+                .await
+                .map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => {
+                        Error::ObjectMissing { key: key.into() }
+                    }
+                    other
+                        if other.to_string().contains("Range")
+                            || other.to_string().contains("416") =>
+                    {
+                        Error::corrupt(
+                            key,
+                            format!(
+                                "shorter than expected (wanted bytes {offset}..{})",
+                                offset + len
+                            ),
+                        )
+                    }
+                    other => self.error(key, other),
+                })
+        })?;
+        if bytes.len() as u64 != len {
+            return Err(Error::corrupt(
+                key,
+                format!(
+                    "shorter than expected (wanted bytes {offset}..{})",
+                    offset + len
+                ),
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        // object_store lists by path segments: list the directory part, then filter exactly.
+        let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        let base = match (self.prefix.is_empty(), dir.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(Path::from(dir)),
+            (false, true) => Some(Path::from(self.prefix.as_str())),
+            (false, false) => Some(Path::from(format!("{}/{dir}", self.prefix))),
+        };
+        let metas: Vec<object_store::ObjectMeta> = self.runtime.block_on(async {
+            self.store
+                .list(base.as_ref())
+                .try_collect()
+                .await
+                .map_err(|e| self.error(prefix, e))
+        })?;
+        Ok(metas
+            .into_iter()
+            .map(|m| ObjectInfo {
+                key: self.key_of(&m.location),
+                size: m.size,
+            })
+            .filter(|o| o.key.starts_with(prefix) && !o.key.starts_with("tmp/"))
+            .collect())
+    }
+
+    fn stat(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        let path = self.path(key);
+        self.runtime.block_on(async {
+            match self.store.head(&path).await {
+                Ok(meta) => Ok(Some(ObjectInfo {
+                    key: key.into(),
+                    size: meta.size,
+                })),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.error(key, e)),
+            }
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        self.runtime.block_on(async {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.error(key, e)),
+            }
+        })
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+}

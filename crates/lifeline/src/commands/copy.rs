@@ -1,0 +1,86 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use lifeline_repo::copy::copy;
+use lifeline_repo::Repository;
+
+use crate::commands::backup::human_bytes;
+use crate::context::{open_storage, print_json, Context};
+use crate::options::KeySource;
+use crate::{exit, password};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Source repository (default: --repo / LIFELINE_REPO / the config file)
+    #[arg(long, value_name = "URL")]
+    from: Option<String>,
+
+    /// Destination repository; it must already be initialised
+    #[arg(long, value_name = "URL")]
+    to: String,
+
+    /// Password file of the destination (default: the source's password)
+    #[arg(long, value_name = "FILE")]
+    to_password_file: Option<PathBuf>,
+
+    /// Snapshots to copy (ID prefixes or `latest`); all when none are given
+    snapshots: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let from = match &args.from {
+        Some(url) => url.clone(),
+        None => ctx.options.location()?.to_string(),
+    };
+    if from == args.to {
+        bail!("--from and --to name the same repository");
+    }
+    let src_pw = password::read(&ctx.options.key)?;
+    let src = Repository::open(open_storage(&from, &ctx.options.s3)?, src_pw.bytes())
+        .with_context(|| format!("cannot open the source repository {from}"))?;
+    let dst_pw = match &args.to_password_file {
+        Some(file) => password::read(&KeySource {
+            password_file: Some(file.clone()),
+            password_command: None,
+        })?,
+        None => src_pw,
+    };
+    let dst = Repository::open(open_storage(&args.to, &ctx.options.s3)?, dst_pw.bytes())
+        .with_context(|| format!("cannot open the destination repository {}", args.to))?;
+    let ids = args
+        .snapshots
+        .iter()
+        .map(|spec| src.find_snapshot(spec).map(|(id, _)| id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcome = copy(&src, &dst, &ids)?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "copied": outcome.copied.iter().map(|(s, _)| s.to_hex()).collect::<Vec<_>>(),
+            "snapshots": outcome.copied.iter().map(|(s, d)| serde_json::json!({"from": s.to_hex(), "to": d.to_hex()})).collect::<Vec<_>>(),
+            "skipped": outcome.skipped.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+            "data_added": outcome.data_added,
+        }))?;
+    } else {
+        for (s, d) in &outcome.copied {
+            println!(
+                "copied snapshot {} to {} as {}",
+                s.short(),
+                args.to,
+                d.short()
+            );
+        }
+        if !outcome.skipped.is_empty() {
+            println!(
+                "{} snapshot(s) were already in {}",
+                outcome.skipped.len(),
+                args.to
+            );
+        }
+        println!(
+            "{} snapshot(s) copied, {} added to the destination and verified",
+            outcome.copied.len(),
+            human_bytes(outcome.data_added)
+        );
+    }
+    Ok(exit::OK)
+}
