@@ -110,6 +110,16 @@ impl Repository {
         Err(Error::WrongPassword)
     }
 
+    /// Whether `storage` holds a repository. Listing on a miss makes the store say why (a missing
+    /// bucket, refused credentials) instead of reporting only an absent `config`.
+    pub fn exists(storage: &dyn Storage) -> Result<bool> {
+        if storage.stat("config")?.is_some() {
+            return Ok(true);
+        }
+        storage.list("keys/")?;
+        Ok(false)
+    }
+
     fn read_config(storage: &dyn Storage) -> Result<Config> {
         let bytes = match storage.get("config") {
             Ok(bytes) => bytes,

@@ -38,7 +38,7 @@ impl Context {
     pub fn open(&self) -> anyhow::Result<Repository> {
         let storage = self.storage()?;
         // The config is read before asking for a password, so a mistyped path says so first.
-        if storage.stat("config")?.is_none() {
+        if !Repository::exists(storage.as_ref())? {
             return Err(lifeline_repo::Error::RepositoryNotFound {
                 location: storage.location(),
             }

@@ -113,6 +113,9 @@ fn empty_and_large_objects(s: &dyn Storage) {
     assert_eq!(s.get("conf/big").expect("get big"), big);
 }
 
+/// Racing writers of one key write the same bytes (every key but `config` names its content), so a
+/// store need not arbitrate atomically (Garage ignores `If-None-Match`): every racer must succeed, at
+/// least one must report the creation, and the object must hold those bytes.
 fn concurrent_puts_of_one_key(s: &dyn Storage) {
     let created = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
@@ -124,6 +127,6 @@ fn concurrent_puts_of_one_key(s: &dyn Storage) {
             .filter(|created| *created)
             .count()
     });
-    assert_eq!(created, 1, "exactly one racing writer creates the object");
+    assert!(created >= 1, "one of the racing writers creates the object");
     assert_eq!(s.get("conf/race").expect("get"), b"same bytes");
 }

@@ -130,10 +130,10 @@ impl S3Storage {
     }
 
     fn error(&self, key: &str, e: object_store::Error) -> Error {
-        if let object_store::Error::NotFound { .. } = e {
+        let message = e.to_string();
+        if matches!(e, object_store::Error::NotFound { .. }) && !message.contains("NoSuchBucket") {
             return Error::ObjectMissing { key: key.into() };
         }
-        let message = e.to_string();
         let hint = if [
             "403",
             "AccessDenied",
