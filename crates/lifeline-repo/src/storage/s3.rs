@@ -16,6 +16,12 @@ use serde::Deserialize;
 use super::{ObjectInfo, Storage};
 use crate::error::{Error, Result};
 
+/// Attempts of one operation by [`S3Storage::run`], on top of `object_store`'s own retries, which skip
+/// resets and timeouts of requests it does not know to be idempotent. Every operation here is.
+const ATTEMPTS: u32 = 6;
+const FIRST_DELAY: Duration = Duration::from_millis(200);
+const MAX_DELAY: Duration = Duration::from_secs(5);
+
 /// Objects above this size are uploaded in parts, in parallel.
 const MULTIPART_THRESHOLD: usize = 64 << 20;
 const PART_SIZE: usize = 16 << 20;
@@ -64,8 +70,8 @@ impl S3Storage {
                     max_backoff: Duration::from_secs(8),
                     base: 2.0,
                 },
-                max_retries: 10,
-                retry_timeout: Duration::from_secs(180),
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(60),
             })
             .with_client_options(
                 ClientOptions::new()
@@ -159,6 +165,33 @@ impl S3Storage {
         }
     }
 
+    /// Run one storage operation with bounded exponential backoff and full jitter for transient
+    /// errors; permanent ones (and the outcome `op` maps itself) return at once.
+    fn run<T, F, Fut>(&self, key: &str, op: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = object_store::Result<T>>,
+    {
+        self.runtime
+            .block_on(async {
+                let mut delay = FIRST_DELAY;
+                let mut attempt = 1;
+                loop {
+                    match op().await {
+                        Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                            tracing::info!("{key}: attempt {attempt} failed, retrying: {e}");
+                            let jittered = delay.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+                            tokio::time::sleep(jittered).await;
+                            delay = (delay * 2).min(MAX_DELAY);
+                            attempt += 1;
+                        }
+                        result => return result,
+                    }
+                }
+            })
+            .map_err(|e| self.error(key, e))
+    }
+
     async fn put_multipart(&self, path: &Path, data: &[u8]) -> object_store::Result<()> {
         let upload = self.store.put_multipart(path).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
@@ -170,16 +203,46 @@ impl S3Storage {
     }
 }
 
+/// Whether an error may go away by itself: anything but a definite answer from the store.
+fn transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    if matches!(
+        e,
+        E::NotFound { .. }
+            | E::AlreadyExists { .. }
+            | E::Precondition { .. }
+            | E::NotModified { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::InvalidPath { .. }
+    ) {
+        return false;
+    }
+    let m = e.to_string();
+    let client_error = m.contains("status code: 4")
+        && !m.contains("status code: 408")
+        && !m.contains("status code: 429");
+    let refused = [
+        "NoSuchBucket",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+    ]
+    .iter()
+    .any(|p| m.contains(p));
+    !(client_error || refused)
+}
+
 impl Storage for S3Storage {
     fn put(&self, key: &str, data: &[u8]) -> Result<bool> {
         let path = self.path(key);
-        self.runtime.block_on(async {
+        self.run(key, || async {
             // Stores that ignore If-None-Match would overwrite; a HEAD first keeps objects
-            // create-only there too (content-named objects make the remaining race harmless).
+            // create-only there too. It also makes a retry after a lost response see the object.
             match self.store.head(&path).await {
                 Ok(_) => return Ok(false),
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.error(key, e)),
+                Err(e) => return Err(e),
             }
             let result = if data.len() > MULTIPART_THRESHOLD {
                 self.put_multipart(&path, data).await
@@ -199,57 +262,42 @@ impl Storage for S3Storage {
                     object_store::Error::AlreadyExists { .. }
                     | object_store::Error::Precondition { .. },
                 ) => Ok(false),
-                Err(e) => Err(self.error(key, e)),
+                Err(e) => Err(e),
             }
         })
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key);
-        self.runtime.block_on(async {
-            let result = self
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.error(key, e))?;
-            let bytes = result.bytes().await.map_err(|e| self.error(key, e))?;
+        self.run(key, || async {
+            let bytes = self.store.get(&path).await?.bytes().await?;
             Ok(bytes.to_vec())
         })
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = self.path(key);
-        let bytes = self.runtime.block_on(async {
-            self.store
-                .get_range(&path, offset..offset + len)
-                .await
-                .map_err(|e| match e {
-                    object_store::Error::NotFound { .. } => {
-                        Error::ObjectMissing { key: key.into() }
-                    }
-                    other
-                        if other.to_string().contains("Range")
-                            || other.to_string().contains("416") =>
-                    {
-                        Error::corrupt(
-                            key,
-                            format!(
-                                "shorter than expected (wanted bytes {offset}..{})",
-                                offset + len
-                            ),
-                        )
-                    }
-                    other => self.error(key, other),
-                })
-        })?;
-        if bytes.len() as u64 != len {
-            return Err(Error::corrupt(
+        let short = || {
+            Error::corrupt(
                 key,
                 format!(
                     "shorter than expected (wanted bytes {offset}..{})",
                     offset + len
                 ),
-            ));
+            )
+        };
+        let bytes = self
+            .run(key, || self.store.get_range(&path, offset..offset + len))
+            .map_err(|e| match e {
+                Error::Backend { message, .. }
+                    if message.contains("Range") || message.contains("416") =>
+                {
+                    short()
+                }
+                other => other,
+            })?;
+        if bytes.len() as u64 != len {
+            return Err(short());
         }
         Ok(bytes.to_vec())
     }
@@ -263,13 +311,8 @@ impl Storage for S3Storage {
             (false, true) => Some(Path::from(self.prefix.as_str())),
             (false, false) => Some(Path::from(format!("{}/{dir}", self.prefix))),
         };
-        let metas: Vec<object_store::ObjectMeta> = self.runtime.block_on(async {
-            self.store
-                .list(base.as_ref())
-                .try_collect()
-                .await
-                .map_err(|e| self.error(prefix, e))
-        })?;
+        let metas: Vec<object_store::ObjectMeta> =
+            self.run(prefix, || self.store.list(base.as_ref()).try_collect())?;
         Ok(metas
             .into_iter()
             .map(|m| ObjectInfo {
@@ -282,24 +325,24 @@ impl Storage for S3Storage {
 
     fn stat(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let path = self.path(key);
-        self.runtime.block_on(async {
+        self.run(key, || async {
             match self.store.head(&path).await {
                 Ok(meta) => Ok(Some(ObjectInfo {
                     key: key.into(),
                     size: meta.size,
                 })),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(self.error(key, e)),
+                Err(e) => Err(e),
             }
         })
     }
 
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key);
-        self.runtime.block_on(async {
+        self.run(key, || async {
             match self.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(self.error(key, e)),
+                Err(e) => Err(e),
             }
         })
     }
