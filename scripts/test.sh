@@ -1,5 +1,36 @@
 #!/usr/bin/env bash
-# The project's test command: every unit, property, conformance and end-to-end test.
+# The project's test command: every unit, property, conformance and end-to-end test, including
+# the S3 tests, which run against a real 3-node Garage cluster started here and stopped on exit.
+# Usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Garage is the S3 server the S3 tests talk to; cargo's bin dir is often missing from PATH.
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+if ! command -v garage >/dev/null 2>&1; then
+	echo "test.sh: garage not found; installing it with 'cargo install garage --locked' (takes ~10 minutes, once)" >&2
+	cargo install garage --locked
+fi
+
+# A fresh cluster per run: no state leaks between runs, and parallel runs do not collide.
+GARAGE_TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/lifeline-garage.XXXXXX")
+cleanup() {
+	local status=$?
+	scripts/garage.sh stop "$GARAGE_TEST_DIR" || true
+	if [[ $status -eq 0 ]]; then
+		rm -rf "$GARAGE_TEST_DIR"
+	else
+		echo "test.sh: Garage logs kept in $GARAGE_TEST_DIR/node*/log" >&2
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+scripts/garage.sh start "$GARAGE_TEST_DIR" >/dev/null
+# shellcheck disable=SC1091
+source "$GARAGE_TEST_DIR/env"
+
+# Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.
 cargo test --workspace --locked "$@"
