@@ -1,6 +1,6 @@
 //! Reading blobs back by ID: find them in the index, fetch only their byte range, open and verify.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::crypto::{Header, Sealer, HEADER_LEN};
@@ -16,6 +16,48 @@ pub struct BlobReader<'r> {
     index: Index,
     // One header read per pack, not per blob.
     sealers: Mutex<HashMap<Id, Arc<Sealer>>>,
+    // Whole packs from remote storage, where a round trip per blob would dominate.
+    packs: Option<PackCache>,
+}
+
+/// Packs held at most by [`PackCache`] (16 MiB each by default): enough for the workers of a restore
+/// to share what they read, small enough to keep a restore well under 250 MB.
+const CACHED_PACKS: usize = 4;
+
+/// Recently fetched whole packs. Each pack has its own slot, so threads wanting the same pack wait
+/// for one download instead of starting their own.
+#[derive(Default)]
+struct PackCache {
+    /// Slots by pack, and the order they were added in (oldest first, evicted first).
+    slots: Mutex<(HashMap<Id, PackSlot>, VecDeque<Id>)>,
+}
+
+/// One pack's bytes once fetched; locked while the fetch runs.
+type PackSlot = Arc<Mutex<Option<Arc<Vec<u8>>>>>;
+
+impl PackCache {
+    fn get(&self, pack: &Id, fetch: impl FnOnce() -> Result<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
+        let slot = {
+            let mut guard = self.slots.lock().map_err(poisoned)?;
+            let (map, order) = &mut *guard;
+            if !map.contains_key(pack) {
+                order.push_back(*pack);
+                if order.len() > CACHED_PACKS {
+                    if let Some(old) = order.pop_front() {
+                        map.remove(&old);
+                    }
+                }
+            }
+            Arc::clone(map.entry(*pack).or_default())
+        };
+        let mut cell = slot.lock().map_err(poisoned)?;
+        if let Some(bytes) = cell.as_ref() {
+            return Ok(Arc::clone(bytes));
+        }
+        let bytes = Arc::new(fetch()?);
+        *cell = Some(Arc::clone(&bytes));
+        Ok(bytes)
+    }
 }
 
 impl<'r> BlobReader<'r> {
@@ -24,6 +66,7 @@ impl<'r> BlobReader<'r> {
             repo,
             index,
             sealers: Mutex::new(HashMap::new()),
+            packs: repo.storage().is_remote().then(PackCache::default),
         }
     }
 
@@ -35,12 +78,15 @@ impl<'r> BlobReader<'r> {
         &self.index
     }
 
-    fn sealer(&self, pack: &Id) -> Result<Arc<Sealer>> {
+    fn sealer(&self, pack: &Id, whole: Option<&[u8]>) -> Result<Arc<Sealer>> {
         if let Some(s) = self.sealers.lock().map_err(poisoned)?.get(pack) {
             return Ok(Arc::clone(s));
         }
         let key = pack_key(pack);
-        let header_bytes = self.repo.storage().get_range(&key, 0, HEADER_LEN as u64)?;
+        let header_bytes = match whole {
+            Some(bytes) => bytes.get(..HEADER_LEN).unwrap_or(bytes).to_vec(),
+            None => self.repo.storage().get_range(&key, 0, HEADER_LEN as u64)?,
+        };
         let header = Header::parse(&header_bytes, &key)?;
         let sealer = Arc::new(Sealer::new(self.repo.keyring(), &header)?);
         self.sealers
@@ -56,18 +102,32 @@ impl<'r> BlobReader<'r> {
             key: format!("blob {id} (not in any index)"),
         })?;
         let key = pack_key(&pack);
-        let sealed = self.repo.storage().get_range(
-            &key,
-            u64::from(entry.offset),
-            u64::from(entry.sealed_len),
-        )?;
-        open_blob(
-            &*self.sealer(&pack)?,
-            self.repo.keyring(),
-            &entry,
-            &sealed,
-            &key,
-        )
+        let (start, len) = (u64::from(entry.offset), u64::from(entry.sealed_len));
+        match &self.packs {
+            Some(cache) => {
+                let bytes = cache.get(&pack, || self.repo.storage().get(&key))?;
+                let sealed = bytes
+                    .get(start as usize..(start + len) as usize)
+                    .ok_or_else(|| Error::corrupt(&key, "shorter than its index says"))?;
+                open_blob(
+                    &*self.sealer(&pack, Some(&bytes))?,
+                    self.repo.keyring(),
+                    &entry,
+                    sealed,
+                    &key,
+                )
+            }
+            None => {
+                let sealed = self.repo.storage().get_range(&key, start, len)?;
+                open_blob(
+                    &*self.sealer(&pack, None)?,
+                    self.repo.keyring(),
+                    &entry,
+                    &sealed,
+                    &key,
+                )
+            }
+        }
     }
 
     /// A tree blob. Its kind is not checked: IDs name content, so a data blob with the same ID holds

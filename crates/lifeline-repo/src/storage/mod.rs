@@ -34,4 +34,9 @@ pub trait Storage: Send + Sync {
     fn delete(&self, key: &str) -> Result<()>;
     /// Where this storage is, for messages.
     fn location(&self) -> String;
+    /// Whether each request costs a network round trip, so readers should fetch whole packs once
+    /// rather than one blob at a time.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }

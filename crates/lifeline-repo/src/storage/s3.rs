@@ -271,7 +271,8 @@ impl Storage for S3Storage {
         let path = self.path(key);
         self.run(key, || async {
             let bytes = self.store.get(&path).await?.bytes().await?;
-            Ok(bytes.to_vec())
+            // Takes the buffer over without a copy when this is its only owner.
+            Ok(Vec::from(bytes))
         })
     }
 
@@ -349,5 +350,9 @@ impl Storage for S3Storage {
 
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 }
