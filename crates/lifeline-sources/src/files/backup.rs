@@ -178,10 +178,13 @@ impl Session<'_, '_> {
                             node.content = Some(content);
                             self.file_counted(&node, old.map(|_| false));
                         }
-                        Err(e) => {
+                        // Only a failure to read the source is the item's problem; a repository
+                        // that cannot store it fails the backup.
+                        Err(e) if reading_failed(&e, path) => {
                             self.record_error(path, e);
                             return Ok(None);
                         }
+                        Err(e) => return Err(e),
                     }
                 }
             }
@@ -320,4 +323,10 @@ impl Session<'_, '_> {
 
 fn find<'t>(tree: Option<&'t Tree>, name: &OsString) -> Option<&'t Node> {
     tree.and_then(|t| t.find(name.as_bytes()))
+}
+
+/// Whether `err` is the source file failing to open or read (recorded, the backup goes on) rather than
+/// the repository failing (fatal).
+fn reading_failed(err: &lifeline_repo::Error, source: &Path) -> bool {
+    matches!(err, lifeline_repo::Error::Io { path, .. } if path == source)
 }
