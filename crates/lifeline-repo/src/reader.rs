@@ -22,13 +22,13 @@ pub struct BlobReader<'r> {
 
 /// Packs held at most by [`PackCache`] (16 MiB each by default): enough for the workers of a restore
 /// to share what they read, small enough to keep a restore well under 250 MB.
-const CACHED_PACKS: usize = 4;
+const CACHED_PACKS: usize = 6;
 
 /// Recently fetched whole packs. Each pack has its own slot, so threads wanting the same pack wait
 /// for one download instead of starting their own.
 #[derive(Default)]
 struct PackCache {
-    /// Slots by pack, and the order they were added in (oldest first, evicted first).
+    /// Slots by pack, and their order of use (least recently used first, evicted first).
     slots: Mutex<(HashMap<Id, PackSlot>, VecDeque<Id>)>,
 }
 
@@ -40,12 +40,15 @@ impl PackCache {
         let slot = {
             let mut guard = self.slots.lock().map_err(poisoned)?;
             let (map, order) = &mut *guard;
-            if !map.contains_key(pack) {
-                order.push_back(*pack);
-                if order.len() > CACHED_PACKS {
-                    if let Some(old) = order.pop_front() {
-                        map.remove(&old);
-                    }
+            // Least recently used goes first: restore workers in different directories share packs,
+            // and evicting by age alone made them fetch the same packs again and again.
+            if let Some(at) = order.iter().position(|p| p == pack) {
+                order.remove(at);
+            }
+            order.push_back(*pack);
+            if order.len() > CACHED_PACKS {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
                 }
             }
             Arc::clone(map.entry(*pack).or_default())
