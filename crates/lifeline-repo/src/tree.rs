@@ -78,6 +78,31 @@ mod opt_bytes {
     }
 }
 
+impl Node {
+    /// A regular file that has no file system behind it (a stream, a dump): owned by root, mode 0600,
+    /// one link, `mtime` for all three times.
+    pub fn file(name: Vec<u8>, size: u64, content: Vec<ContentRef>, mtime: i64) -> Self {
+        Node {
+            name,
+            node_type: NodeType::File,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime,
+            atime: mtime,
+            ctime: mtime,
+            dev: 0,
+            inode: 0,
+            nlink: 1,
+            size: Some(size),
+            content: Some(content),
+            subtree: None,
+            target: None,
+            rdev: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
     pub nodes: Vec<Node>,

@@ -6,24 +6,15 @@ use lifeline_repo::chunker::ChunkProfile;
 use lifeline_repo::copy::copy;
 use lifeline_repo::snapshot::Snapshot;
 use lifeline_repo::storage::LocalStorage;
-use lifeline_repo::tree::{Node, NodeType, Tree};
+use lifeline_repo::tree::{Node, Tree};
 use lifeline_repo::walk::lookup;
 use lifeline_repo::{Repository, Writer};
 
+mod common;
+use common::pseudo_random;
+
 fn repo(dir: &std::path::Path, pw: &[u8]) -> Repository {
     Repository::init(Arc::new(LocalStorage::new(dir)), pw, 1 << 20).expect("init")
-}
-
-fn data(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A snapshot holding one file `f` with `bytes`, with `parent` as its parent.
@@ -37,24 +28,7 @@ fn snapshot_of(repo: &Repository, bytes: &[u8], parent: Option<String>) -> lifel
             &|_| {},
         )
         .expect("stream");
-    let node = Node {
-        name: b"f".to_vec(),
-        node_type: NodeType::File,
-        mode: 0o600,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        atime: 0,
-        ctime: 0,
-        dev: 0,
-        inode: 0,
-        nlink: 1,
-        size: Some(size),
-        content: Some(content),
-        subtree: None,
-        target: None,
-        rdev: None,
-    };
+    let node = Node::file(b"f".to_vec(), size, content, 0);
     let tree = w.add_tree(Tree { nodes: vec![node] }).expect("tree");
     let mut snap = Snapshot::new("test", vec!["f".into()], tree);
     snap.parent = parent;
@@ -79,7 +53,7 @@ fn copy_sends_what_is_missing_once_and_reads_back_equal() {
         tempfile::tempdir().expect("tmp"),
     );
     let (src, dst) = (repo(a.path(), b"one"), repo(b.path(), b"two"));
-    let v1 = data(6 << 20, 1);
+    let v1 = pseudo_random(6 << 20, 1);
     let first = snapshot_of(&src, &v1, None);
 
     let out = copy(&src, &dst, &[]).expect("copy");
@@ -93,7 +67,7 @@ fn copy_sends_what_is_missing_once_and_reads_back_equal() {
     assert_eq!(again.data_added, 0);
 
     let mut v2 = v1.clone();
-    v2.extend_from_slice(&data(100_000, 2));
+    v2.extend_from_slice(&pseudo_random(100_000, 2));
     snapshot_of(&src, &v2, Some(first.to_hex()));
     let inc = copy(&src, &dst, &[]).expect("incremental copy");
     assert_eq!(inc.copied.len(), 1);

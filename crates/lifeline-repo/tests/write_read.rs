@@ -10,20 +10,11 @@ use lifeline_repo::tree::Tree;
 use lifeline_repo::{Error, ErrorKind, Repository, Writer};
 use proptest::prelude::*;
 
+mod common;
+use common::pseudo_random;
+
 fn repo(dir: &std::path::Path) -> Repository {
     Repository::init(Arc::new(LocalStorage::new(dir)), b"pw", 1 << 20).expect("init")
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn store(

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use lifeline_repo::chunker::ChunkProfile;
 use lifeline_repo::snapshot::Summary;
-use lifeline_repo::tree::{Node, NodeType, Tree};
+use lifeline_repo::tree::{Node, Tree};
 use lifeline_repo::{Error, Id, Result, Writer};
 
 use crate::Progress;
@@ -27,25 +27,7 @@ pub fn backup(
             progress.bytes(n)
         })?;
     progress.file_done(size);
-    let now = chrono_now_nanos();
-    let node = Node {
-        name: name.as_bytes().to_vec(),
-        node_type: NodeType::File,
-        mode: 0o600,
-        uid: 0,
-        gid: 0,
-        mtime: now,
-        atime: now,
-        ctime: now,
-        dev: 0,
-        inode: 0,
-        nlink: 1,
-        size: Some(size),
-        content: Some(content),
-        subtree: None,
-        target: None,
-        rdev: None,
-    };
+    let node = Node::file(name.as_bytes().to_vec(), size, content, now_nanos());
     let tree = writer.add_tree(Tree { nodes: vec![node] })?;
     Ok((
         tree,
@@ -58,7 +40,7 @@ pub fn backup(
     ))
 }
 
-fn chrono_now_nanos() -> i64 {
+fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
