@@ -73,27 +73,10 @@ pwfile="$work/password"
 printf 'lifeline-bench-password\n' > "$pwfile"
 chmod 600 "$pwfile"
 
-# --- page cache policy ---------------------------------------------------------
-# Cold cache is fairest (no tool profits from what the previous one read), but
-# needs root and a writable /proc/sys; otherwise fall back to a warm cache that
-# every tool sees alike, primed once by an untimed full read of the data.
-drop_caches() {
-  [ "$CACHE" = cold ] || return 0
-  sync
-  echo 3 > /proc/sys/vm/drop_caches
-}
-if [ "$CACHE" = cold ] && ! (sync && echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
-  echo "run: cannot drop the page cache; measuring with a warm cache" >&2
-  CACHE=warm
-fi
-if [ "$CACHE" = warm ]; then
-  # Pipe through cat: GNU tar skips reading file data when it sees /dev/null.
-  tar -cf - -C "$src" . | cat > /dev/null
-  cat "$big" > /dev/null
-  cache_note="warm page cache: caches were not dropped; one untimed read of the tree and the stream (tar, cat) primed it before the first tool, so every tool saw the same warm cache"
-else
-  cache_note="cold page cache: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before every timed phase"
-fi
+# --- page cache policy (bench/cache.sh) -----------------------------------------
+# shellcheck source=bench/cache.sh
+source "$bench/cache.sh"
+cache_policy run "$src" "$big"
 
 # --- per-tool command adapters --------------------------------------------------
 # Each sets the array CMD to the tool's command line for one operation. All

@@ -84,23 +84,11 @@ restic_s3="s3:http://$s3_host/$LIFELINE_TEST_BUCKET/bench-restic-$suffix"
 # Path-style and the Garage region: restic would otherwise guess us-east-1.
 restic_opts=(-o "s3.region=$AWS_REGION" -o s3.bucket-lookup=path)
 
-# --- page cache policy (same as bench/run.sh) ------------------------------------
-drop_caches() {
-  [ "$CACHE" = cold ] || return 0
-  sync
-  echo 3 > /proc/sys/vm/drop_caches
-}
-if [ "$CACHE" = cold ] && ! (sync && echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
-  echo "s3: cannot drop the page cache; measuring with a warm cache" >&2
-  CACHE=warm
-fi
-if [ "$CACHE" = warm ]; then
-  # Pipe through cat: GNU tar skips reading file data when it sees /dev/null.
-  tar -cf - -C "$src" . | cat > /dev/null
-  cache_note="warm page cache: never dropped; one untimed read of the tree primed it"
-else
-  cache_note="cold page cache: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before every timed phase (this also empties Garage's cached data)"
-fi
+# --- page cache policy (bench/cache.sh) -----------------------------------------
+# shellcheck source=bench/cache.sh
+source "$bench/cache.sh"
+cache_policy s3 "$src"
+# Dropping caches also empties Garage's cached data, so its reads are cold as well.
 
 # --- timing ------------------------------------------------------------------------
 # Each run gets its own cache/config home, so restic starts with an empty cache
