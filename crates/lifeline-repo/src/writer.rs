@@ -189,8 +189,8 @@ impl<'r> Writer<'r> {
                 self.upload(pack)?;
             }
         }
-        let written = self.written.into_inner().map_err(poisoned)?;
-        let mut packs = written.clone();
+        let mut packs = self.written.into_inner().map_err(poisoned)?;
+        let written = packs.len();
         packs.extend(self.recovered);
         if !packs.is_empty() {
             let repo = self.reader.repo();
@@ -200,7 +200,8 @@ impl<'r> Writer<'r> {
         }
         snapshot.summary.data_added = self.data_added.load(Ordering::Relaxed);
         let id = self.reader.repo().save_snapshot(&snapshot)?;
-        Ok((id, snapshot, written))
+        packs.truncate(written);
+        Ok((id, snapshot, packs))
     }
 }
 

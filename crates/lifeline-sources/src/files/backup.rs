@@ -248,13 +248,12 @@ impl Session<'_, '_> {
             }
         };
 
-        let mut nodes = self.bundle_small_files(
-            entries.iter().filter(|(name, _, meta)| bundled(meta, name)),
-            parent_tree.as_ref(),
-        )?;
-        let others = entries
-            .par_iter()
-            .filter(|(name, _, meta)| !bundled(meta, name))
+        let (small, others): (Vec<_>, Vec<_>) = entries
+            .iter()
+            .partition(|(name, _, meta)| bundled(meta, name));
+        let mut nodes = self.bundle_small_files(small.into_iter(), parent_tree.as_ref())?;
+        let others = others
+            .into_par_iter()
             .map(|(name, child, meta)| {
                 self.entry_node(name.as_bytes().to_vec(), child, meta, old_of(name))
             })
