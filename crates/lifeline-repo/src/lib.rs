@@ -21,6 +21,7 @@ pub mod walk;
 mod writer;
 
 pub use error::{Error, ErrorKind, Result};
+pub use host::hostname;
 pub use id::Id;
 pub use reader::BlobReader;
 pub use repository::{Config, KeyInfo, Repository, DEFAULT_PACK_SIZE, FORMAT_VERSION};

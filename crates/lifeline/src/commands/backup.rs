@@ -70,7 +70,7 @@ fn find_parent(
     kind: &str,
     paths: &[String],
 ) -> anyhow::Result<Option<(String, lifeline_repo::Id)>> {
-    let host = Snapshot::new(kind, Vec::new(), lifeline_repo::Id([0; 32])).hostname;
+    let host = lifeline_repo::hostname();
     Ok(repo
         .snapshots()?
         .into_iter()
@@ -86,12 +86,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let writer = Writer::new(&repo, None, args.compression)?;
     let bar = Bar::new(ctx.json, None);
 
-    let (mut snapshot, errors) = if args.stdin {
+    let mut snapshot = if args.stdin {
         let name = args.name.unwrap_or_else(|| "stdin".into());
         let (tree, summary) = stdin::backup(&writer, &name, std::io::stdin(), &bar)?;
         let mut snap = Snapshot::new("stdin", vec![name], tree);
         snap.summary = summary;
-        (snap, Vec::new())
+        snap
     } else {
         let mut paths = args
             .paths
@@ -118,8 +118,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let mut snap = Snapshot::new("files", names, result.tree);
         snap.parent = parent.map(|p| p.0);
         snap.summary = result.summary;
-        snap.errors.clone_from(&result.errors);
-        (snap, result.errors)
+        snap.errors = result.errors;
+        snap
     };
     bar.finish();
     snapshot.time = start_time;
@@ -141,7 +141,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "files_unmodified": s.files_unmodified,
             "data_added": s.data_added,
             "duration_ms": s.duration_ms,
-            "errors": errors,
+            "errors": snapshot.errors,
         }))?;
     } else {
         println!(
@@ -157,17 +157,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             human_bytes(s.data_added),
             s.duration_ms as f64 / 1000.0
         );
-        for e in &errors {
+        for e in &snapshot.errors {
             eprintln!("warning: could not read {}: {}", e.path, e.message);
         }
         println!("snapshot {} saved", id.short());
     }
-    if errors.is_empty() {
+    if snapshot.errors.is_empty() {
         Ok(exit::OK)
     } else {
         eprintln!(
             "{} item(s) could not be read; the snapshot records them (exit code {})",
-            errors.len(),
+            snapshot.errors.len(),
             exit::PARTIAL
         );
         Ok(exit::PARTIAL)
