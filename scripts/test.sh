@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: every unit, property, conformance and end-to-end test, including
-# the S3 tests, which run against a real 3-node Garage cluster started here and stopped on exit.
+# the S3 tests, which run against a real 3-node Garage cluster started here and stopped on exit,
+# and the PostgreSQL tests, which start their own PostgreSQL 15 and 18 servers.
 # Usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,13 @@ trap 'exit 143' TERM
 scripts/garage.sh start "$GARAGE_TEST_DIR" >/dev/null
 # shellcheck disable=SC1091
 source "$GARAGE_TEST_DIR/env"
+
+# The PostgreSQL tests start their own servers from LIFELINE_PG15_BIN and LIFELINE_PG18_BIN.
+eval "$(scripts/postgres.sh env)"
+if [[ ! -x $LIFELINE_PG15_BIN/postgres || ! -x $LIFELINE_PG18_BIN/postgres ]]; then
+	echo "test.sh: PostgreSQL test servers not found; installing them with 'scripts/postgres.sh install'" >&2
+	scripts/postgres.sh install
+fi
 
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.
 cargo test --workspace --locked "$@"

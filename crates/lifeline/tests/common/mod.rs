@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fault_proxy;
+pub mod pg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
