@@ -10,6 +10,7 @@ mod error;
 mod host;
 mod id;
 pub mod index;
+pub mod named;
 pub mod pack;
 mod payload;
 mod reader;

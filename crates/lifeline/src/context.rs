@@ -4,15 +4,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use lifeline_repo::crypto::Secret;
 use lifeline_repo::storage::{LocalStorage, S3Settings, S3Storage, Storage};
 use lifeline_repo::Repository;
 
-use crate::options::{ConfigFile, RepositoryOptions};
-use crate::password;
+use crate::options::{ConfigFile, PostgresConfig, RepositoryOptions};
+use crate::{key_file, password};
 
 pub struct Context {
     pub options: RepositoryOptions,
     pub json: bool,
+    pub postgres: PostgresConfig,
 }
 
 impl Context {
@@ -22,12 +24,13 @@ impl Context {
         json: bool,
     ) -> anyhow::Result<Self> {
         let file = match config {
-            Some(path) => ConfigFile::load(path)?.repository,
-            None => RepositoryOptions::default(),
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
         };
         Ok(Context {
-            options: cli_options.merged_with(file),
+            options: cli_options.merged_with(file.repository),
             json,
+            postgres: file.postgres,
         })
     }
 
@@ -44,8 +47,11 @@ impl Context {
             }
             .into());
         }
-        let password = password::read(&self.options.key)?;
-        Repository::open(storage, password.bytes()).with_context(|| {
+        let opened = match &self.options.key.key_file {
+            Some(path) => Repository::open_with(storage, Secret::KeyFile(&key_file::read(path)?)),
+            None => Repository::open(storage, password::read(&self.options.key)?.bytes()),
+        };
+        opened.with_context(|| {
             format!(
                 "cannot open repository {}",
                 self.options.location().unwrap_or("?")

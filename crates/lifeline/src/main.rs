@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod context;
 mod exit;
+mod key_file;
 mod options;
 mod password;
 mod progress;

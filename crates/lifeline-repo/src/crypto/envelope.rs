@@ -19,6 +19,8 @@ pub enum ObjectType {
     Snapshot = 2,
     DataPack = 3,
     TreePack = 4,
+    /// A whole file under a caller-chosen key, outside packs (format.md §11).
+    Named = 5,
 }
 
 impl ObjectType {
@@ -28,6 +30,7 @@ impl ObjectType {
             2 => ObjectType::Snapshot,
             3 => ObjectType::DataPack,
             4 => ObjectType::TreePack,
+            5 => ObjectType::Named,
             _ => return None,
         })
     }
@@ -99,7 +102,7 @@ impl Sealer {
     pub fn new(keyring: &Keyring, header: &Header) -> Result<Self> {
         let epoch = keyring.epoch(header.epoch)?;
         let ikm = match header.object_type {
-            ObjectType::DataPack => &epoch.data_key,
+            ObjectType::DataPack | ObjectType::Named => &epoch.data_key,
             _ => &epoch.meta_key,
         };
         let hk = Hkdf::<Sha256>::new(Some(&header.salt), ikm);

@@ -6,6 +6,17 @@ use super::keyring::Keyring;
 use crate::error::{Error, Result};
 
 const AAD: &[u8] = b"lifeline keyring v1";
+const ARGON2ID: &str = "argon2id";
+/// Key files hold 256 random bits, so a memory-hard KDF would add cost and no strength (format.md §3.2).
+const KEY_FILE_KDF: &str = "hkdf-sha256";
+const KEY_FILE_INFO: &[u8] = b"lifeline/v1/key-file";
+
+/// What opens a key slot: a password a person chose, or a key file of full-entropy random bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum Secret<'a> {
+    Password(&'a [u8]),
+    KeyFile(&'a [u8; 32]),
+}
 
 /// Argon2id cost parameters, stored per slot so they can be raised later without breaking old slots.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,9 +31,19 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// 64 MiB, 3 passes: the OWASP-recommended tier for Argon2id, about 0.2 s here.
-    fn fresh() -> Self {
+    fn fresh(secret: Secret<'_>) -> Self {
+        if let Secret::KeyFile(_) = secret {
+            return KdfParams {
+                algorithm: KEY_FILE_KDF.into(),
+                version: 1,
+                m_cost: 0,
+                t_cost: 0,
+                p_cost: 0,
+                salt: hex::encode(rand::random::<[u8; 16]>()),
+            };
+        }
         KdfParams {
-            algorithm: "argon2id".into(),
+            algorithm: ARGON2ID.into(),
             version: 19,
             m_cost: 64 * 1024,
             t_cost: 3,
@@ -31,8 +52,20 @@ impl KdfParams {
         }
     }
 
-    fn derive(&self, password: &[u8]) -> Result<[u8; 32]> {
-        if self.algorithm != "argon2id" || self.version != 19 {
+    /// Whether this slot is opened by `secret`'s kind; the other kind is not even tried.
+    fn accepts(&self, secret: Secret<'_>) -> bool {
+        match secret {
+            Secret::Password(_) => self.algorithm != KEY_FILE_KDF,
+            Secret::KeyFile(_) => self.algorithm == KEY_FILE_KDF,
+        }
+    }
+
+    fn derive(&self, secret: Secret<'_>) -> Result<[u8; 32]> {
+        let password = match secret {
+            Secret::Password(p) => p,
+            Secret::KeyFile(key) => return self.derive_from_key_file(key),
+        };
+        if self.algorithm != ARGON2ID || self.version != 19 {
             return Err(Error::Format(format!(
                 "key slot uses {} v{}, which this version cannot derive",
                 self.algorithm, self.version
@@ -47,6 +80,18 @@ impl KdfParams {
         argon
             .hash_password_into(password, &salt, &mut kek)
             .map_err(|e| Error::Format(format!("Argon2: {e}")))?;
+        Ok(kek)
+    }
+
+    fn derive_from_key_file(&self, key: &[u8; 32]) -> Result<[u8; 32]> {
+        if self.algorithm != KEY_FILE_KDF || self.version != 1 {
+            return Err(Error::WrongPassword);
+        }
+        let salt = hex::decode(&self.salt).map_err(|_| Error::Format("key slot salt".into()))?;
+        let mut kek = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(&salt), key)
+            .expand(KEY_FILE_INFO, &mut kek)
+            .map_err(|_| Error::Format("HKDF output length".into()))?;
         Ok(kek)
     }
 }
@@ -64,9 +109,9 @@ pub struct KeySlot {
 }
 
 impl KeySlot {
-    pub fn wrap(keyring: &Keyring, password: &[u8]) -> Result<Self> {
-        let kdf = KdfParams::fresh();
-        let kek = kdf.derive(password)?;
+    pub fn wrap(keyring: &Keyring, secret: Secret<'_>) -> Result<Self> {
+        let kdf = KdfParams::fresh(secret);
+        let kek = kdf.derive(secret)?;
         let nonce: [u8; 12] = rand::random();
         let cipher =
             Aes256Gcm::new_from_slice(&kek).map_err(|_| Error::Format("KEK length".into()))?;
@@ -90,9 +135,15 @@ impl KeySlot {
         })
     }
 
-    /// `Err(WrongPassword)` when this slot does not open with `password`.
-    pub fn unwrap(&self, password: &[u8], repo_id: &str) -> Result<Keyring> {
-        let kek = self.kdf.derive(password)?;
+    /// Whether it is worth trying `secret` on this slot (a password is never run through a key
+    /// file's KDF, nor the reverse).
+    pub fn accepts(&self, secret: Secret<'_>) -> bool {
+        self.kdf.accepts(secret)
+    }
+
+    /// `Err(WrongPassword)` when this slot does not open with `secret`.
+    pub fn unwrap(&self, secret: Secret<'_>, repo_id: &str) -> Result<Keyring> {
+        let kek = self.kdf.derive(secret)?;
         let nonce = hex::decode(&self.nonce).map_err(|_| Error::Format("key slot nonce".into()))?;
         let sealed =
             hex::decode(&self.keyring).map_err(|_| Error::Format("key slot keyring".into()))?;

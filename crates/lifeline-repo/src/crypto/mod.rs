@@ -8,4 +8,4 @@ pub use envelope::{
     open_object, seal_object, Header, ObjectType, Sealer, HEADER_LEN, TRAILER_COUNTER,
 };
 pub use keyring::{Epoch, Keyring};
-pub use keyslot::{KdfParams, KeySlot};
+pub use keyslot::{KdfParams, KeySlot, Secret};

@@ -42,6 +42,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Some(file) => password::read(&KeySource {
             password_file: Some(file.clone()),
             password_command: None,
+            key_file: None,
         })?,
         None => src_pw,
     };
