@@ -2,6 +2,7 @@
 //! Sources speak to the repository only through its `Writer` and `BlobReader`.
 
 pub mod files;
+pub mod postgres;
 pub mod stdin;
 
 /// Progress of long work, reported by sources and drawn by whoever runs them.

@@ -53,4 +53,6 @@ pub enum Command {
     Copy(commands::copy::Args),
     /// Manage the passwords (key slots) that open the repository
     Key(commands::key::Args),
+    /// PostgreSQL: WAL archiving, base backups, point-in-time recovery, logical dumps
+    Pg(commands::pg::Args),
 }

@@ -15,6 +15,8 @@ pub struct Context {
     pub options: RepositoryOptions,
     pub json: bool,
     pub postgres: PostgresConfig,
+    /// The `--config` file, for commands that hand it on (a restore's `restore_command`).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -31,6 +33,7 @@ impl Context {
             options: cli_options.merged_with(file.repository),
             json,
             postgres: file.postgres,
+            config_path: config.map(Path::to_path_buf),
         })
     }
 

@@ -7,6 +7,8 @@ pub const FATAL: u8 = 1;
 pub const PARTIAL: u8 = 3;
 pub const REPOSITORY_NOT_FOUND: u8 = 10;
 pub const WRONG_PASSWORD: u8 = 12;
+/// `pg wal-fetch` could not supply an archived WAL file intact; PostgreSQL stops recovery on it.
+pub const RECOVERY_MUST_STOP: u8 = 126;
 
 pub fn code_for(err: &anyhow::Error) -> u8 {
     let kind = err

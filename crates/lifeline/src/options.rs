@@ -53,6 +53,10 @@ pub struct KeySource {
         value_name = "CMD"
     )]
     pub password_command: Option<String>,
+
+    /// Key file made by `key add --new-key-file` (for unattended use such as archive_command)
+    #[arg(long, env = "LIFELINE_KEY_FILE", global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// The `--config` file. Today it holds the repository; sources, schedules, retention and tiers join
@@ -62,6 +66,16 @@ pub struct KeySource {
 pub struct ConfigFile {
     #[serde(default)]
     pub repository: RepositoryOptions,
+    #[serde(default)]
+    pub postgres: PostgresConfig,
+}
+
+/// The `[postgres]` section.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Directory of PostgreSQL's client programs (`--pg-bin` wins).
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -85,6 +99,7 @@ impl RepositoryOptions {
             key: KeySource {
                 password_file: self.key.password_file.or(file.key.password_file),
                 password_command: self.key.password_command.or(file.key.password_command),
+                key_file: self.key.key_file.or(file.key.key_file),
             },
             s3: file.s3,
         }

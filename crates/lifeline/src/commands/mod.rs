@@ -7,6 +7,7 @@ pub mod dump;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod pg;
 pub mod restore;
 pub mod snapshots;
 
@@ -26,5 +27,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&ctx, args),
         Command::Copy(args) => copy::run(&ctx, args),
         Command::Key(args) => key::run(&ctx, args),
+        Command::Pg(args) => pg::run(&ctx, args),
     }
 }

@@ -1,0 +1,17 @@
+//! PostgreSQL: WAL archiving, physical base backups and point-in-time recovery, logical dumps, and
+//! pgvector answers recorded at backup time. The server's own tools (`pg_basebackup`, `pg_dump`,
+//! `pg_restore`, `pg_combinebackup`) do the protocol work; this module stores, selects and verifies.
+
+pub mod archive;
+pub mod basebackup;
+pub mod catalog;
+pub mod dump;
+mod error;
+pub mod recovery;
+pub mod status;
+pub mod tar_tree;
+pub mod tools;
+pub mod vector;
+pub mod wal;
+
+pub use error::{Error, Result};

@@ -1,0 +1,61 @@
+//! `pg wal-push` and `pg wal-fetch`: PostgreSQL's `archive_command` and `restore_command`.
+
+use std::path::PathBuf;
+
+use lifeline_repo::named::Stored;
+use lifeline_sources::postgres::wal::{self, Fetched};
+
+use crate::context::Context;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// The WAL file (`%p`), relative to the data directory
+    path: PathBuf,
+    /// Data directory; PostgreSQL runs archive_command inside it
+    #[arg(long, env = "PGDATA", value_name = "DIR", default_value = ".")]
+    pgdata: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// The WAL file name PostgreSQL asks for (`%f`)
+    name: String,
+    /// Where to write it (`%p`), relative to the data directory
+    dest: PathBuf,
+    /// Data directory; PostgreSQL runs restore_command inside it
+    #[arg(long, env = "PGDATA", value_name = "DIR", default_value = ".")]
+    pgdata: PathBuf,
+}
+
+pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<u8> {
+    let repo = ctx.open()?;
+    let (key, stored) = wal::push(&repo, &args.pgdata, &args.path)?;
+    match stored {
+        Stored::New => tracing::info!("archived {key}"),
+        Stored::AlreadyThere => tracing::info!("{key} was already archived with the same content"),
+    }
+    Ok(exit::OK)
+}
+
+/// Exit 1 without a word when the file was never archived: PostgreSQL asks for files that may not
+/// exist (the next timeline's history, the segment after the last one) and takes 1 as "not here".
+/// Any other failure exits 126, which PostgreSQL treats as fatal: recovery stops at the damaged
+/// object instead of ending early there and promoting a server that silently lacks later commits.
+pub fn fetch(ctx: &Context, args: FetchArgs) -> anyhow::Result<u8> {
+    let fetched = ctx
+        .open()
+        .and_then(|repo| Ok(wal::fetch(&repo, &args.pgdata, &args.name, &args.dest)?));
+    match fetched {
+        Ok(Fetched::Written(bytes)) => {
+            tracing::info!("restored {} ({bytes} bytes)", args.name);
+            Ok(exit::OK)
+        }
+        Ok(Fetched::NotArchived) => Ok(exit::FATAL),
+        Err(err) => {
+            eprintln!("lifeline pg wal-fetch {}: error: {err:#}", args.name);
+            eprintln!("  recovery must stop here: the archive cannot supply this file intact (run `lifeline check` and `lifeline pg status`)");
+            Ok(exit::RECOVERY_MUST_STOP)
+        }
+    }
+}
