@@ -52,7 +52,7 @@ impl Repository {
         let header_bytes = header.to_bytes();
         let stored_at = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let mut plain = stored_at.to_le_bytes().to_vec();
-        plain.extend_from_slice(&crate::payload::encode(data, level));
+        plain.extend_from_slice(&compress(data, level));
         let sealed =
             Sealer::new(self.keyring(), &header)?.seal(0, &aad(&header_bytes, key), &plain);
         let mut object = Vec::with_capacity(HEADER_LEN + sealed.len());
@@ -104,6 +104,18 @@ impl Repository {
                 data.len()
             )))
         }
+    }
+}
+
+/// Large objects are compressed by zstd's worker threads, one per core: a single WAL segment is
+/// the whole job of an `archive_command` process, and compression is most of its time.
+fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    const PARALLEL_FROM: usize = 4 << 20;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if data.len() >= PARALLEL_FROM && cores > 1 {
+        crate::payload::encode_with_workers(data, level, u32::try_from(cores).unwrap_or(2))
+    } else {
+        crate::payload::encode(data, level)
     }
 }
 

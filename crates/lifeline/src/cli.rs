@@ -56,3 +56,14 @@ pub enum Command {
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery, logical dumps
     Pg(commands::pg::Args),
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks argument definitions only when a subcommand is first parsed; this checks them all.
+    #[test]
+    fn every_command_definition_is_valid() {
+        super::Cli::command().debug_assert();
+    }
+}
