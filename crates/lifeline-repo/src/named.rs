@@ -2,9 +2,18 @@
 //! and the index, so one can be written or read with a single request and no index load. PostgreSQL's
 //! WAL segments are stored this way: `archive_command` runs once per segment and must be quick.
 
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
 use crate::crypto::{Header, ObjectType, Sealer, HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::Repository;
+
+/// Objects at least this large are compressed on several threads.
+const PARALLEL_FROM: u64 = 4 << 20;
+/// Reads of a file being stored: large enough that a 16 MiB segment takes a handful of calls.
+const READ_BUFFER: usize = 1 << 20;
 
 /// What `put_named` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,31 +48,94 @@ fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Something a named object can be read from, as often as storing it needs (a second read only
+/// when zstd does not shrink it, or to compare with an object already stored).
+type Source<'a> = dyn FnMut() -> Result<Box<dyn Read + 'a>> + 'a;
+
 impl Repository {
     /// Store `data` under `key` unless it is there already. Storing the same bytes again succeeds
     /// (`AlreadyThere`); different bytes under an existing key are refused and the stored object is
     /// left as it was.
     pub fn put_named(&self, key: &str, data: &[u8], level: i32) -> Result<Stored> {
+        let mut source = || Ok(Box::new(data) as Box<dyn Read + '_>);
+        self.put_named_from(key, data.len() as u64, level, &mut source)
+    }
+
+    /// [`Repository::put_named`] for a file, streamed: a 16 MiB WAL segment is compressed as it is
+    /// read and sealed where it lies, so `archive_command` touches little more memory than the
+    /// compressed segment.
+    pub fn put_named_file(&self, key: &str, path: &Path, level: i32) -> Result<Stored> {
+        let size = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        let mut source = || {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            Ok(Box::new(BufReader::with_capacity(READ_BUFFER, file)) as Box<dyn Read + '_>)
+        };
+        self.put_named_from(key, size, level, &mut source)
+    }
+
+    fn put_named_from(
+        &self,
+        key: &str,
+        size: u64,
+        level: i32,
+        source: &mut Source<'_>,
+    ) -> Result<Stored> {
         check_key(key)?;
         if self.storage().stat(key)?.is_some() {
-            return self.compare_named(key, data);
+            return self.compare_named(key, source);
         }
-        let header = Header::new(ObjectType::Named, self.keyring().current_epoch());
-        let header_bytes = header.to_bytes();
-        let stored_at = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
-        let mut plain = stored_at.to_le_bytes().to_vec();
-        plain.extend_from_slice(&compress(data, level));
-        let sealed =
-            Sealer::new(self.keyring(), &header)?.seal(0, &aad(&header_bytes, key), &plain);
-        let mut object = Vec::with_capacity(HEADER_LEN + sealed.len());
-        object.extend_from_slice(&header_bytes);
-        object.extend_from_slice(&sealed);
+        let object = self.seal_named(key, size, level, source)?;
         if self.storage().put(key, &object)? {
             Ok(Stored::New)
         } else {
             // Another writer got there between the stat and the put.
-            self.compare_named(key, data)
+            self.compare_named(key, source)
         }
+    }
+
+    /// header || seal(stored-at || compression byte || bytes), built in one buffer.
+    fn seal_named(
+        &self,
+        key: &str,
+        size: u64,
+        level: i32,
+        source: &mut Source<'_>,
+    ) -> Result<Vec<u8>> {
+        let io = |e: std::io::Error| Error::io(key, e);
+        let header = Header::new(ObjectType::Named, self.keyring().current_epoch());
+        let header_bytes = header.to_bytes();
+        let stored_at = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let mut object =
+            Vec::with_capacity(HEADER_LEN + 9 + usize::try_from(size / 4).unwrap_or(0));
+        object.extend_from_slice(&header_bytes);
+        object.extend_from_slice(&stored_at.to_le_bytes());
+        let payload = object.len();
+        object.push(crate::payload::ZSTD);
+        let mut encoder = zstd::stream::write::Encoder::new(object, level).map_err(io)?;
+        // A large object is the whole job of its process (one WAL segment per archive_command):
+        // zstd's worker threads put every core on it.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        if size >= PARALLEL_FROM && cores > 1 {
+            encoder
+                .multithread(u32::try_from(cores).unwrap_or(2))
+                .map_err(io)?;
+        }
+        let read = std::io::copy(&mut source()?, &mut encoder).map_err(io)?;
+        let mut object = encoder.finish().map_err(io)?;
+        if (object.len() - payload - 1) as u64 >= read {
+            object.truncate(payload);
+            object.push(crate::payload::RAW);
+            source()?.read_to_end(&mut object).map_err(io)?;
+        }
+        Sealer::new(self.keyring(), &header)?.seal_in_place(
+            0,
+            &aad(&header_bytes, key),
+            &mut object,
+            HEADER_LEN,
+        );
+        Ok(object)
     }
 
     /// The object under `key`: `Error::ObjectMissing` when absent, `Error::Corrupt` when its bytes
@@ -93,8 +165,12 @@ impl Repository {
         })
     }
 
-    fn compare_named(&self, key: &str, data: &[u8]) -> Result<Stored> {
+    fn compare_named(&self, key: &str, source: &mut Source<'_>) -> Result<Stored> {
         let existing = self.get_named(key)?;
+        let mut data = Vec::with_capacity(existing.data.len());
+        source()?
+            .read_to_end(&mut data)
+            .map_err(|e| Error::io(key, e))?;
         if existing.data == data {
             Ok(Stored::AlreadyThere)
         } else {
@@ -104,18 +180,6 @@ impl Repository {
                 data.len()
             )))
         }
-    }
-}
-
-/// Large objects are compressed by zstd's worker threads, one per core: a single WAL segment is
-/// the whole job of an `archive_command` process, and compression is most of its time.
-fn compress(data: &[u8], level: i32) -> Vec<u8> {
-    const PARALLEL_FROM: usize = 4 << 20;
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    if data.len() >= PARALLEL_FROM && cores > 1 {
-        crate::payload::encode_with_workers(data, level, u32::try_from(cores).unwrap_or(2))
-    } else {
-        crate::payload::encode(data, level)
     }
 }
 

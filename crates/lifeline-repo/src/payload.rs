@@ -4,8 +4,8 @@ use std::cell::RefCell;
 
 use crate::error::{Error, Result};
 
-const RAW: u8 = 0;
-const ZSTD: u8 = 1;
+pub(crate) const RAW: u8 = 0;
+pub(crate) const ZSTD: u8 = 1;
 
 thread_local! {
     // A zstd context holds megabytes of tables; making one per chunk dominated system time.
@@ -54,24 +54,6 @@ pub fn encode(raw: &[u8], level: i32) -> Vec<u8> {
 }
 
 /// The compression byte of an encoded payload.
-/// [`encode`] with zstd's own worker threads, for one large object that must be stored quickly (a WAL
-/// segment inside `archive_command`). The frame is an ordinary zstd frame.
-pub fn encode_with_workers(raw: &[u8], level: i32, workers: u32) -> Vec<u8> {
-    let compressed = zstd::bulk::Compressor::new(level).and_then(|mut c| {
-        c.set_parameter(zstd::zstd_safe::CParameter::NbWorkers(workers))?;
-        c.compress(raw)
-    });
-    match compressed {
-        Ok(frame) if frame.len() < raw.len() => {
-            let mut out = Vec::with_capacity(frame.len() + 1);
-            out.push(ZSTD);
-            out.extend_from_slice(&frame);
-            out
-        }
-        _ => encode(raw, level),
-    }
-}
-
 pub fn compression(payload: &[u8]) -> u8 {
     payload.first().copied().unwrap_or(RAW)
 }

@@ -7,6 +7,8 @@ use lifeline_repo::named::Stored;
 use lifeline_repo::storage::{LocalStorage, Storage};
 use lifeline_repo::{Error, Repository};
 
+mod common;
+
 fn repo(dir: &std::path::Path) -> Repository {
     Repository::init(Arc::new(LocalStorage::new(dir)), b"pw", 1 << 20).expect("init")
 }
@@ -55,4 +57,40 @@ fn altered_moved_and_missing_objects_are_told_apart() {
     assert!(matches!(missing, Err(Error::ObjectMissing { .. })));
     assert!(repo.put_named("snapshots/x", b"no", 3).is_err());
     assert!(repo.put_named("wal/../config", b"no", 3).is_err());
+}
+
+#[test]
+fn files_are_streamed_and_stored_raw_when_zstd_cannot_shrink_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir.path().join("repo"));
+    // Above the size from which zstd runs on worker threads.
+    let noise = common::pseudo_random(6 << 20, 7);
+    let path = dir.path().join("000000010000000000000007");
+    std::fs::write(&path, &noise).unwrap();
+    let key = "wal/1/00000001/000000010000000000000007";
+    assert_eq!(repo.put_named_file(key, &path, 1).unwrap(), Stored::New);
+    assert_eq!(repo.get_named(key).unwrap().data, noise);
+    assert_eq!(
+        repo.put_named_file(key, &path, 1).unwrap(),
+        Stored::AlreadyThere
+    );
+
+    let mut wal_like = vec![0u8; 8 << 20];
+    wal_like[..noise.len() / 8].copy_from_slice(&noise[..noise.len() / 8]);
+    let zeros = dir.path().join("000000010000000000000008");
+    std::fs::write(&zeros, &wal_like).unwrap();
+    let key = "wal/1/00000001/000000010000000000000008";
+    repo.put_named_file(key, &zeros, 1).unwrap();
+    let stored = std::fs::metadata(dir.path().join("repo").join(key))
+        .unwrap()
+        .len();
+    assert!(
+        stored < 2 << 20,
+        "an 8 MiB mostly-zero file took {stored} bytes"
+    );
+    assert_eq!(repo.get_named(key).unwrap().data, wal_like);
+
+    std::fs::write(&zeros, &noise[..1000]).unwrap();
+    let err = repo.put_named_file(key, &zeros, 1).unwrap_err();
+    assert!(err.to_string().contains("different content"), "{err}");
 }

@@ -1,4 +1,4 @@
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -127,6 +127,16 @@ impl Sealer {
             )
             // aes-gcm fails only for messages beyond GCM's length limit, which chunks never reach.
             .unwrap_or_else(|_| panic!("AES-GCM refused a {} byte message", plaintext.len()))
+    }
+
+    /// Seal `buf[start..]` where it lies and append the tag, so a large object is never copied.
+    pub fn seal_in_place(&self, counter: u64, aad: &[u8], buf: &mut Vec<u8>, start: usize) {
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), aad, &mut buf[start..])
+            // As in `seal`: only messages beyond GCM's length limit are refused.
+            .unwrap_or_else(|_| panic!("AES-GCM refused a {} byte message", buf.len() - start));
+        buf.extend_from_slice(&tag);
     }
 
     pub fn open(&self, counter: u64, aad: &[u8], sealed: &[u8], key: &str) -> Result<Vec<u8>> {

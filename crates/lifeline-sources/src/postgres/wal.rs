@@ -187,18 +187,17 @@ pub fn push(repo: &Repository, pgdata: &Path, path: &Path) -> Result<(String, St
         .ok_or_else(|| Error::Invalid(format!("{} names no WAL file", path.display())))?;
     let name = WalName::parse(file_name)?;
     let full = pgdata.join(path);
-    let data = fs::read(&full).map_err(|e| Error::io(&full, e))?;
+    let size = fs::metadata(&full).map_err(|e| Error::io(&full, e))?.len();
     if matches!(name.kind, WalKind::Segment { .. })
-        && !(data.len().is_power_of_two() && (1 << 20..=1 << 30).contains(&data.len()))
+        && !(size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size))
     {
         return Err(Error::Invalid(format!(
-            "{} is {} bytes, not a whole WAL segment (a power of two from 1 MiB to 1 GiB); refusing to archive it",
+            "{} is {size} bytes, not a whole WAL segment (a power of two from 1 MiB to 1 GiB); refusing to archive it",
             full.display(),
-            data.len()
         )));
     }
     let key = object_key(system_identifier(pgdata)?, &name);
-    let stored = repo.put_named(&key, &data, WAL_COMPRESSION)?;
+    let stored = repo.put_named_file(&key, &full, WAL_COMPRESSION)?;
     Ok((key, stored))
 }
 
