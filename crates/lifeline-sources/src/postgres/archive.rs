@@ -25,6 +25,19 @@ pub struct Archive {
 pub struct Leg {
     pub timeline: u32,
     pub begin: u64,
+    /// Where this timeline left its parent (None for the backup's own timeline).
+    pub switch: Option<Lsn>,
+}
+
+/// How far a walk through the archive got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// The last segment recovery can read.
+    pub last: Option<Segment>,
+    /// The first segment that is missing on every timeline that could supply it.
+    pub gap: Option<Segment>,
+    /// Recovery can go no further than this LSN, because this newer timeline's segment is missing.
+    pub limit: Option<(Lsn, Segment)>,
 }
 
 /// A segment recovery will ask for.
@@ -85,59 +98,116 @@ impl Archive {
             .collect()
     }
 
-    /// Whether `ancestor` is `timeline` or one it descends from.
-    fn descends(&self, timeline: u32, ancestor: u32) -> bool {
-        timeline == ancestor
-            || self
-                .histories
-                .get(&timeline)
-                .is_some_and(|h| h.iter().any(|b| b.parent == ancestor))
+    /// Where `timeline` left `ancestor`, if it descends from it (its history names the switch).
+    fn branch_point(&self, timeline: u32, ancestor: u32) -> Option<Lsn> {
+        self.histories
+            .get(&timeline)?
+            .iter()
+            .find(|b| b.parent == ancestor)
+            .map(|b| b.switch)
     }
 
-    /// The newest timeline that descends from `from` (what `recovery_target_timeline = 'latest'`
-    /// follows), and the legs recovery takes to it.
-    pub fn path_from(&self, from: u32, from_lsn: Lsn) -> (u32, Vec<Leg>) {
-        let target = self
-            .timelines()
+    /// Timelines whose history runs through `from` past `from_lsn` (a backup's start): the ones
+    /// recovery from that backup can follow. `from` itself is one of them.
+    pub fn descendants(&self, from: u32, from_lsn: Lsn) -> Vec<u32> {
+        self.timelines()
             .into_iter()
-            .filter(|&t| self.descends(t, from))
-            .max()
-            .unwrap_or(from);
+            .chain(std::iter::once(from))
+            .filter(|&t| t == from || self.branch_point(t, from).is_some_and(|s| s > from_lsn))
+            .collect::<BTreeSet<u32>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// The legs recovery takes from `from` (at `from_lsn`) to `target`, which must be a descendant.
+    pub fn path(&self, from: u32, from_lsn: Lsn, target: u32) -> Option<Vec<Leg>> {
+        if !self.descendants(from, from_lsn).contains(&target) {
+            return None;
+        }
         let mut legs = vec![Leg {
             timeline: from,
             begin: from_lsn.segment(self.segment_size),
+            switch: None,
         }];
         if let Some(history) = self.histories.get(&target) {
-            // A history lists each ancestor with the point where its child branched off it.
+            // A history lists each ancestor with the point where the next timeline left it.
             let mut ancestors: Vec<(u32, Lsn)> =
                 history.iter().map(|b| (b.parent, b.switch)).collect();
             ancestors.sort_by_key(|(_, switch)| *switch);
-            let children: Vec<u32> = ancestors
+            let children = ancestors
                 .iter()
                 .skip(1)
                 .map(|(t, _)| *t)
-                .chain(std::iter::once(target))
-                .collect();
+                .chain(std::iter::once(target));
             for ((parent, switch), child) in ancestors.iter().zip(children) {
-                if *parent < from || child <= from {
+                if *switch <= from_lsn
+                    || (*parent != from && !legs.iter().any(|l| l.timeline == *parent))
+                {
                     continue;
                 }
                 legs.push(Leg {
                     timeline: child,
                     begin: switch.segment(self.segment_size),
+                    switch: Some(*switch),
                 });
             }
         }
-        (target, legs)
+        Some(legs)
     }
 
-    /// The timeline recovery reads segment `segno` from.
-    pub fn timeline_for(legs: &[Leg], segno: u64) -> u32 {
-        legs.iter()
-            .rev()
-            .find(|leg| leg.begin <= segno)
-            .or(legs.first())
-            .map_or(1, |leg| leg.timeline)
+    /// Other histories that also start from this path: a timeline on the path that went on being
+    /// written after the next one left it, or a branch off the path that the path does not take.
+    /// Recovery to a time or transaction after such a point could mean either history.
+    pub fn forks(&self, legs: &[Leg], from_lsn: Lsn) -> Vec<(Lsn, String)> {
+        let mut out = Vec::new();
+        for pair in legs.windows(2) {
+            let (parent, child) = (pair[0].timeline, pair[1]);
+            let continued = self
+                .segments
+                .get(&parent)
+                .and_then(|s| s.last())
+                .is_some_and(|&last| last >= child.begin);
+            if continued {
+                let at = child.switch.unwrap_or_default();
+                out.push((
+                    at,
+                    format!(
+                        "timeline {parent} went on after timeline {} branched off it at {at}",
+                        child.timeline
+                    ),
+                ));
+            }
+        }
+        let on_path: BTreeSet<u32> = legs.iter().map(|l| l.timeline).collect();
+        for t in self.timelines() {
+            if on_path.contains(&t) {
+                continue;
+            }
+            for leg in legs {
+                if let Some(switch) = self.branch_point(t, leg.timeline) {
+                    let direct = self
+                        .histories
+                        .get(&t)
+                        .and_then(|h| h.iter().max_by_key(|b| b.switch))
+                        .is_some_and(|b| b.parent == leg.timeline);
+                    if direct && switch > from_lsn {
+                        out.push((
+                            switch,
+                            format!(
+                                "timeline {t} branched off timeline {} at {switch}",
+                                leg.timeline
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The timelines recovery may read segment `segno` from, newest first (as PostgreSQL tries them).
+    fn candidates(legs: &[Leg], segno: u64) -> impl Iterator<Item = &Leg> {
+        legs.iter().rev().filter(move |leg| leg.begin <= segno)
     }
 
     fn has(&self, segment: Segment) -> bool {
@@ -159,22 +229,46 @@ impl Archive {
             .max_by_key(|s| s.segno)
     }
 
-    /// Walk from `from` along `legs` while segments are present. Returns the last present segment
-    /// (None when even the first is missing) and the first missing one before `until` (inclusive),
-    /// if any.
-    pub fn walk(&self, legs: &[Leg], from: u64, until: u64) -> (Option<Segment>, Option<Segment>) {
-        let mut last = None;
+    /// Walk from segment `from` to `until` along `legs`, finding each segment as PostgreSQL does
+    /// (newest timeline first, then older ones). A segment found only on an older timeline than the
+    /// path wants there (the new timeline's copy of its first segment is not archived yet) lets
+    /// recovery reach only that branch point: the walk stops there.
+    pub fn walk(&self, legs: &[Leg], from: u64, until: u64) -> Walk {
+        let mut walk = Walk::default();
         for segno in from..=until {
-            let segment = Segment {
-                timeline: Self::timeline_for(legs, segno),
-                segno,
-            };
-            if !self.has(segment) {
-                return (last, Some(segment));
+            let mut candidates = Self::candidates(legs, segno).peekable();
+            let wanted = candidates.peek().copied();
+            let found = candidates
+                .map(|leg| Segment {
+                    timeline: leg.timeline,
+                    segno,
+                })
+                .find(|s| self.has(*s));
+            match (found, wanted) {
+                (Some(seg), Some(want)) if seg.timeline != want.timeline => {
+                    walk.last = Some(seg);
+                    walk.limit = want.switch.map(|lsn| {
+                        (
+                            lsn,
+                            Segment {
+                                timeline: want.timeline,
+                                segno,
+                            },
+                        )
+                    });
+                    return walk;
+                }
+                (Some(seg), _) => walk.last = Some(seg),
+                (None, want) => {
+                    walk.gap = Some(Segment {
+                        timeline: want.map_or(1, |l| l.timeline),
+                        segno,
+                    });
+                    return walk;
+                }
             }
-            last = Some(segment);
         }
-        (last, None)
+        walk
     }
 
     pub fn name(&self, segment: Segment) -> String {
@@ -237,37 +331,20 @@ mod tests {
     }
 
     #[test]
-    fn recovery_follows_the_newest_descendant_timeline() {
+    fn recovery_follows_timelines_that_branched_after_the_backup() {
         // Timeline 2 branched off 1 in segment 5, timeline 3 off 2 in segment 8.
         let a = archive(
-            &[(1, &[2, 3, 4, 5, 6]), (2, &[5, 6, 7, 8]), (3, &[8, 9])],
+            &[(1, &[2, 3, 4]), (2, &[5, 6, 7]), (3, &[8, 9])],
             &[
                 (2, "1\t0/5000100\tx"),
                 (3, "1\t0/5000100\tx\n2\t0/8000200\ty"),
             ],
         );
-        let (target, legs) = a.path_from(1, Lsn(0x200_0028));
-        assert_eq!(target, 3);
-        assert_eq!(
-            legs,
-            vec![
-                Leg {
-                    timeline: 1,
-                    begin: 2
-                },
-                Leg {
-                    timeline: 2,
-                    begin: 5
-                },
-                Leg {
-                    timeline: 3,
-                    begin: 8
-                }
-            ]
-        );
-        assert_eq!(Archive::timeline_for(&legs, 4), 1);
-        assert_eq!(Archive::timeline_for(&legs, 5), 2);
-        assert_eq!(Archive::timeline_for(&legs, 9), 3);
+        let from = Lsn(0x200_0028);
+        assert_eq!(a.descendants(1, from), vec![1, 2, 3]);
+        let legs = a.path(1, from, 3).expect("3 descends from 1");
+        let begins: Vec<(u32, u64)> = legs.iter().map(|l| (l.timeline, l.begin)).collect();
+        assert_eq!(begins, vec![(1, 2), (2, 5), (3, 8)]);
         assert_eq!(
             a.newest(&legs),
             Some(Segment {
@@ -275,31 +352,67 @@ mod tests {
                 segno: 9
             })
         );
-        let (last, gap) = a.walk(&legs, 2, 9);
+        let walk = a.walk(&legs, 2, 9);
         assert_eq!(
-            last,
+            walk.last,
             Some(Segment {
                 timeline: 3,
                 segno: 9
             })
         );
-        assert_eq!(gap, None);
+        assert_eq!((walk.gap, walk.limit), (None, None));
+        assert!(a.forks(&legs, from).is_empty());
+        // A backup taken on timeline 1 after timeline 2 left it cannot follow timeline 2.
+        assert_eq!(a.descendants(1, Lsn(0x600_0028)), vec![1]);
+        assert!(a.path(1, Lsn(0x600_0028), 2).is_none());
+    }
+
+    #[test]
+    fn an_unarchived_first_segment_of_a_new_timeline_limits_recovery_to_the_branch() {
+        let a = archive(&[(1, &[2, 3, 4])], &[(2, "1\t0/3000100\tx")]);
+        let legs = a.path(1, Lsn(0x200_0028), 2).expect("path");
+        let walk = a.walk(&legs, 2, 4);
+        assert_eq!(
+            walk.last,
+            Some(Segment {
+                timeline: 1,
+                segno: 3
+            })
+        );
+        assert_eq!(
+            walk.limit,
+            Some((
+                Lsn(0x300_0100),
+                Segment {
+                    timeline: 2,
+                    segno: 3
+                }
+            ))
+        );
+        // Timeline 1 went on past the branch: two histories follow the backup.
+        assert_eq!(a.forks(&legs, Lsn(0x200_0028)).len(), 1);
+        let stay = a.path(1, Lsn(0x200_0028), 1).expect("own timeline");
+        assert_eq!(
+            a.forks(&stay, Lsn(0x200_0028)).len(),
+            1,
+            "timeline 2 left the path"
+        );
     }
 
     #[test]
     fn a_missing_segment_is_the_first_gap() {
         let a = archive(&[(1, &[3, 4, 6, 7])], &[]);
-        let (_, legs) = a.path_from(1, Lsn(0x300_0028));
-        let (last, gap) = a.walk(&legs, 3, 7);
+        let legs = a.path(1, Lsn(0x300_0028), 1).expect("path");
+        let walk = a.walk(&legs, 3, 7);
         assert_eq!(
-            last,
+            walk.last,
             Some(Segment {
                 timeline: 1,
                 segno: 4
             })
         );
         assert_eq!(
-            gap,
+            walk.gap,
             Some(Segment {
                 timeline: 1,
                 segno: 5

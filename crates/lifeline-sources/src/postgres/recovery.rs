@@ -61,6 +61,18 @@ pub fn parse_time(text: &str) -> Result<DateTime<FixedOffset>> {
     )))
 }
 
+/// Which timeline recovery follows (`recovery_target_timeline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineChoice {
+    /// Not given: the newest, unless another history also follows the backup.
+    Unspecified,
+    /// The newest timeline descending from the backup, whatever else branched.
+    Latest,
+    /// The backup's own timeline.
+    Current,
+    Id(u32),
+}
+
 #[derive(Debug)]
 pub struct Plan {
     /// The backups to restore, full backup first (several for an incremental one).
@@ -85,6 +97,7 @@ pub fn plan(
     backups: Vec<BaseBackup>,
     target: Target,
     set: Option<&str>,
+    choice: TimelineChoice,
 ) -> Result<Plan> {
     let chosen = match set {
         Some(prefix) => backups
@@ -97,7 +110,45 @@ pub fn plan(
     check_target_after_backup(&chosen, &target)?;
     let chain = catalog::chain(&backups, &chosen)?;
     let archive = Archive::load(repo, chosen.system_id, chosen.segment_size)?;
-    let (timeline, legs) = archive.path_from(chosen.timeline, chosen.start);
+    let descendants = archive.descendants(chosen.timeline, chosen.start);
+    let timeline = match choice {
+        TimelineChoice::Unspecified | TimelineChoice::Latest => {
+            descendants.last().copied().unwrap_or(chosen.timeline)
+        }
+        TimelineChoice::Current => chosen.timeline,
+        TimelineChoice::Id(t) => t,
+    };
+    let legs = archive
+        .path(chosen.timeline, chosen.start, timeline)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "timeline {timeline} does not follow base backup {} (timeline {}, WAL from {}); the timelines that do: {}",
+                chosen.id.short(),
+                chosen.timeline,
+                chosen.start,
+                list(&descendants)
+            ))
+        })?;
+    // The point up to which every history that follows the backup agrees.
+    let agreed = |limit: Lsn| match &target {
+        Target::Lsn(lsn) => *lsn <= limit,
+        Target::Immediate => chosen.stop <= limit,
+        _ => false,
+    };
+    if choice == TimelineChoice::Unspecified {
+        let forks = archive.forks(&legs, chosen.start);
+        let first_fork = forks.iter().map(|(at, _)| *at).min();
+        if let Some(at) = first_fork.filter(|at| !agreed(*at)) {
+            let what: Vec<&str> = forks.iter().map(|(_, f)| f.as_str()).collect();
+            return Err(Error::Invalid(format!(
+                "two histories follow base backup {} from {at}: {}; {target} could lie on either, so choose one with --target-timeline {} (latest = {timeline}, current = {})",
+                chosen.id.short(),
+                what.join("; "),
+                list(&descendants),
+                chosen.timeline
+            )));
+        }
+    }
     let first = chosen.start.segment(chosen.segment_size);
     let consistent = chosen.stop.segment(chosen.segment_size);
     let newest = archive.newest(&legs).map_or(0, |s| s.segno);
@@ -106,8 +157,9 @@ pub fn plan(
         Target::Lsn(lsn) => lsn.segment(chosen.segment_size),
         _ => newest.max(consistent),
     };
-    let (last, gap) = archive.walk(&legs, first, until);
-    if let Some(missing) = gap {
+    let walk = archive.walk(&legs, first, until);
+    let last = walk.last;
+    if let Some(missing) = walk.gap {
         let reach = match last {
             Some(seg) if seg.segno >= consistent => format!(
                 "; the archive is complete only up to segment {} — choose a target before it (e.g. --target-lsn) or restore the missing file",
@@ -119,6 +171,14 @@ pub fn plan(
             "cannot reach {target} from base backup {}: WAL segment {} is missing from the archive{reach}",
             chosen.id.short(),
             archive.name(missing),
+        )));
+    }
+    if let Some((limit, missing)) = walk.limit.filter(|(limit, _)| !agreed(*limit)) {
+        return Err(Error::Invalid(format!(
+            "cannot reach {target} on timeline {timeline}: segment {} (where timeline {} began, at {limit}) is not archived yet, so recovery can go no further than {limit}; wait until that server archives it (SELECT pg_switch_wal() there), or choose --target-timeline {}",
+            archive.name(missing),
+            missing.timeline,
+            legs.first().map_or(chosen.timeline, |l| l.timeline)
         )));
     }
     let last: Segment = last.ok_or_else(|| {
@@ -149,6 +209,14 @@ pub fn plan(
         timeline,
         archive_end_ms,
     })
+}
+
+fn list(timelines: &[u32]) -> String {
+    timelines
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The newest backup from which the target can be reached.
@@ -222,6 +290,7 @@ pub fn write_settings(
     plan: &Plan,
     restore_command: &str,
     action: Action,
+    keep_archiving: bool,
 ) -> Result<()> {
     let mut lines = vec![
         String::new(),
@@ -236,6 +305,10 @@ pub fn write_settings(
             quoted(&plan.timeline.to_string())
         ),
     ];
+    if !keep_archiving {
+        // A restored copy must not push a timeline of its own into the repository it came from.
+        lines.push("archive_mode = 'off'".into());
+    }
     let target = match &plan.target {
         Target::Latest => None,
         Target::Immediate => Some(("recovery_target", "immediate".to_string())),

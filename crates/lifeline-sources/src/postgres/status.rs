@@ -47,6 +47,9 @@ pub struct Status {
     pub pitr_latest: Option<String>,
     /// The first missing segment between the newest restorable backup and the newest archived WAL.
     pub pitr_blocked_at: Option<String>,
+    /// Other histories that follow the newest backup (a timeline that went on after another
+    /// branched off it): restores to a time after the fork must name a timeline.
+    pub forks: Vec<String>,
 }
 
 fn time_of(ms: u64) -> String {
@@ -59,14 +62,24 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
     let backups = catalog::of_cluster(catalog::base_backups(repo)?, system_id)?;
     let first = &backups[0];
     let archive = Archive::load(repo, first.system_id, first.segment_size)?;
+    // What `recovery_target_timeline = 'latest'` would follow from a backup.
+    let latest_path = |b: &BaseBackup| {
+        let newest = archive
+            .descendants(b.timeline, b.start)
+            .last()
+            .copied()
+            .unwrap_or(b.timeline);
+        archive
+            .path(b.timeline, b.start, newest)
+            .unwrap_or_default()
+    };
     let restorable = |b: &BaseBackup| {
-        let (_, legs) = archive.path_from(b.timeline, b.start);
-        let (_, gap) = archive.walk(
-            &legs,
+        let walk = archive.walk(
+            &latest_path(b),
             b.start.segment(b.segment_size),
             b.stop.segment(b.segment_size),
         );
-        gap.is_none()
+        walk.gap.is_none() && walk.limit.is_none_or(|(lsn, _)| b.stop <= lsn)
     };
     let lines = backups
         .iter()
@@ -129,25 +142,45 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
             .map(|b| b.stop_time.to_rfc3339()),
         pitr_latest: None,
         pitr_blocked_at: None,
+        forks: Vec::new(),
     };
     let Some(newest_backup) = backups.iter().rev().find(|b| restorable(b)) else {
         return Ok(status);
     };
-    let (_, legs) = archive.path_from(newest_backup.timeline, newest_backup.start);
+    let legs = latest_path(newest_backup);
     if let Some(newest) = archive.newest(&legs) {
         let at = archive::archived_at(repo, &archive, newest)?;
         status.newest_wal = Some(archive.name(newest));
         status.newest_wal_archived_at = Some(time_of(at));
         status.newest_wal_age_seconds =
             Some((chrono::Utc::now().timestamp_millis() - i64::try_from(at).unwrap_or(0)) / 1000);
-        let (last, gap) = archive.walk(
+        let walk = archive.walk(
             &legs,
             newest_backup.start.segment(newest_backup.segment_size),
             newest.segno,
         );
-        status.pitr_blocked_at = gap.map(|g| archive.name(g));
-        if let Some(last) = last {
-            status.pitr_latest = Some(time_of(archive::archived_at(repo, &archive, last)?));
+        status.pitr_blocked_at = walk
+            .gap
+            .or(walk.limit.map(|(_, seg)| seg))
+            .map(|g| archive.name(g));
+        status.forks = archive
+            .forks(&legs, newest_backup.start)
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        if let Some(last) = walk.last {
+            // Never before the backup's own end, which the archive time may precede by a moment.
+            let archived = time_of(archive::archived_at(repo, &archive, last)?);
+            let end = newest_backup.stop_time.to_rfc3339();
+            status.pitr_latest = Some(
+                match (
+                    chrono::DateTime::parse_from_rfc3339(&archived),
+                    newest_backup.stop_time,
+                ) {
+                    (Ok(a), stop) if a < stop => end,
+                    _ => archived,
+                },
+            );
         }
     }
     Ok(status)

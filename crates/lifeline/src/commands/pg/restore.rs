@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use lifeline_sources::files;
 use lifeline_sources::postgres::catalog::{self, keys};
-use lifeline_sources::postgres::recovery::{self, Action, Plan, Target};
+use lifeline_sources::postgres::recovery::{self, Action, Plan, Target, TimelineChoice};
 use lifeline_sources::postgres::wal::Lsn;
 use lifeline_sources::postgres::{tools, vector};
 
@@ -44,6 +44,17 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = TargetAction::Pause)]
     target_action: TargetAction,
 
+    /// Timeline to recover along: `latest`, `current` (the backup's) or a number. Needed when two
+    /// histories follow the backup (a timeline went on after another branched off it)
+    #[arg(long, value_name = "TIMELINE", value_parser = parse_timeline)]
+    target_timeline: Option<TimelineChoice>,
+
+    /// Whether the restored server archives WAL. `off` (default): a restore is a copy until you
+    /// decide it is the new primary, and a copy must not push its own timeline into this
+    /// repository. `preserve`: keep the backup's archive settings (recovering the primary itself)
+    #[arg(long, value_enum, default_value_t = ArchiveMode::Off)]
+    archive_mode: ArchiveMode,
+
     /// Restore this base backup instead of the one chosen for the target
     #[arg(long, value_name = "SNAPSHOT")]
     set: Option<String>,
@@ -63,6 +74,25 @@ pub struct Args {
     /// How long --start waits for recovery
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     start_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ArchiveMode {
+    Off,
+    Preserve,
+}
+
+fn parse_timeline(text: &str) -> Result<TimelineChoice, String> {
+    match text {
+        "latest" => Ok(TimelineChoice::Latest),
+        "current" => Ok(TimelineChoice::Current),
+        n => match n.parse::<u32>() {
+            Ok(t) if t > 0 => Ok(TimelineChoice::Id(t)),
+            _ => Err(format!(
+                "{text:?} is not a timeline: give latest, current or a number such as 2"
+            )),
+        },
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -104,8 +134,22 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
     check_empty(&args.pgdata)?;
     let repo = ctx.open()?;
     let backups = catalog::of_cluster(catalog::base_backups(&repo)?, args.system_id)?;
-    let plan = recovery::plan(&repo, backups, target, args.set.as_deref())?;
+    let plan = recovery::plan(
+        &repo,
+        backups,
+        target,
+        args.set.as_deref(),
+        args.target_timeline.unwrap_or(TimelineChoice::Unspecified),
+    )?;
     let restore_command = restore_command(ctx)?;
+    // Every program the restore will need is checked before the first file is written.
+    let tools = pg.tools(plan.backup().major);
+    if plan.chain.len() > 1 {
+        tools.check_version("pg_combinebackup", plan.backup().major)?;
+    }
+    if args.start {
+        tools.check_version("pg_ctl", plan.backup().major)?;
+    }
 
     let reader = repo.reader()?;
     let pgdata = absolute(&args.pgdata)?;
@@ -119,7 +163,13 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
     bar.finish();
     std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot set the mode of {}", pgdata.display()))?;
-    recovery::write_settings(&pgdata, &plan, &restore_command, args.action())?;
+    recovery::write_settings(
+        &pgdata,
+        &plan,
+        &restore_command,
+        args.action(),
+        args.archive_mode == ArchiveMode::Preserve,
+    )?;
     let restored_ms = started.elapsed().as_millis() as u64;
 
     let backup = plan.backup();
@@ -244,7 +294,6 @@ fn combine(
         dirs.push(dir);
     }
     let tools = pg.tools(plan.backup().major);
-    tools.check_version("pg_combinebackup", plan.backup().major)?;
     let mut cmd = tools.command("pg_combinebackup");
     cmd.args(&dirs).arg("-o").arg(pgdata);
     tools::run(&mut cmd, "pg_combinebackup")?;
@@ -262,6 +311,15 @@ fn restore_command(ctx: &Context) -> anyhow::Result<String> {
         words.push(cwd.join(config).display().to_string());
     }
     let o = &ctx.options;
+    if ctx.config_path.is_some() {
+        // The config file names the repository and the key; flags would repeat it.
+        words.extend(["pg", "wal-fetch", "%f", "%p"].map(String::from));
+        return Ok(words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "));
+    }
     if let Some(url) = &o.url {
         let local = !url.contains("://");
         words.push("--repo".into());
@@ -280,7 +338,7 @@ fn restore_command(ctx: &Context) -> anyhow::Result<String> {
     } else if let Some(c) = &o.key.password_command {
         words.push("--password-command".into());
         words.push(c.clone());
-    } else if ctx.config_path.is_none() {
+    } else {
         bail!("recovery runs unattended, so it needs a key source it can read: pass --key-file, --password-file or --password-command (or --config)");
     }
     words.extend(["pg", "wal-fetch", "%f", "%p"].map(String::from));
