@@ -3,6 +3,8 @@
 mod backup;
 mod metadata;
 mod restore;
+mod sync;
 
 pub use backup::{backup, BackupResult};
 pub use restore::{restore, RestoreResult};
+pub use sync::sync_tree;

@@ -170,6 +170,10 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         args.action(),
         args.archive_mode == ArchiveMode::Preserve,
     )?;
+    // pg_combinebackup flushes what it writes; a plain restore is flushed here.
+    if plan.chain.len() == 1 {
+        files::sync_tree(&pgdata)?;
+    }
     let restored_ms = started.elapsed().as_millis() as u64;
 
     let backup = plan.backup();
