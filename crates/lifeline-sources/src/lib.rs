@@ -3,6 +3,8 @@
 
 pub mod files;
 pub mod postgres;
+mod read_ahead;
+pub use read_ahead::ReadAhead;
 pub mod stdin;
 
 /// Progress of long work, reported by sources and drawn by whoever runs them.

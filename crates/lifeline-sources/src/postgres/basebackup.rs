@@ -128,7 +128,9 @@ pub fn take(
         }
         text
     });
-    let stored = tar_tree::store(writer, stdout, &[MANIFEST], progress);
+    // 64 MiB of read-ahead lets the server stream on while lifeline seals what it has.
+    let input = crate::ReadAhead::new(stdout, 1 << 20, 64);
+    let stored = tar_tree::store(writer, input, &[MANIFEST], progress);
     let status = child.wait().map_err(|e| Error::io("pg_basebackup", e))?;
     let stderr = errors.join().unwrap_or_default();
     if !status.success() {
