@@ -16,8 +16,6 @@ pub struct Archive {
     pub segments: BTreeMap<u32, BTreeSet<u64>>,
     /// Each timeline's ancestry from its `.history` file (absent for timeline 1).
     pub histories: BTreeMap<u32, Vec<Branch>>,
-    pub partials: usize,
-    pub backup_files: usize,
 }
 
 /// A timeline to follow from `begin` (the segment holding its switch point) on.
@@ -75,8 +73,8 @@ impl Archive {
                             .insert(segno);
                     }
                 }
-                WalKind::Partial { .. } => archive.partials += 1,
-                WalKind::Backup => archive.backup_files += 1,
+                // PostgreSQL never asks for these during recovery; they are kept, not counted.
+                WalKind::Partial { .. } | WalKind::Backup => {}
                 WalKind::History => {
                     let data = repo.get_named(&object.key)?.data;
                     let text = String::from_utf8_lossy(&data);
