@@ -324,7 +324,6 @@ mod tests {
                 .iter()
                 .map(|(t, h)| (*t, wal::parse_history(h).expect("history")))
                 .collect(),
-            ..Archive::default()
         }
     }
 
