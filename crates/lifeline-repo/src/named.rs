@@ -114,6 +114,9 @@ impl Repository {
         let payload = object.len();
         object.push(crate::payload::ZSTD);
         let mut encoder = zstd::stream::write::Encoder::new(object, level).map_err(io)?;
+        // The frame then states its size, so a fetch decompresses into one exact allocation; a
+        // source that changes size while it is read fails here instead of being stored torn.
+        encoder.set_pledged_src_size(Some(size)).map_err(io)?;
         // A large object is the whole job of its process (one WAL segment per archive_command):
         // zstd's worker threads put every core on it.
         let cores = std::thread::available_parallelism().map_or(1, usize::from);

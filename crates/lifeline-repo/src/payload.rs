@@ -70,12 +70,21 @@ pub fn decode(payload: &[u8], capacity: usize, key: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// Decode a payload of unknown size (indexes, snapshots).
+/// The largest size a frame header is trusted to state (a named object holds a WAL segment: at most
+/// 1 GiB).
+const MAX_STATED_SIZE: u64 = 1 << 30;
+
+/// Decode a payload of unknown size (indexes, snapshots, named objects).
 pub fn decode_any(payload: &[u8], key: &str) -> Result<Vec<u8>> {
     match payload.split_first() {
-        Some((&ZSTD, rest)) => {
-            zstd::stream::decode_all(rest).map_err(|e| Error::corrupt(key, format!("zstd: {e}")))
-        }
+        Some((&ZSTD, rest)) => match zstd::zstd_safe::get_frame_content_size(rest) {
+            // A frame that states its size decompresses into one exact allocation.
+            Ok(Some(size)) if size <= MAX_STATED_SIZE => {
+                decode(payload, usize::try_from(size).unwrap_or(0), key)
+            }
+            _ => zstd::stream::decode_all(rest)
+                .map_err(|e| Error::corrupt(key, format!("zstd: {e}"))),
+        },
         _ => decode(payload, 0, key),
     }
 }
