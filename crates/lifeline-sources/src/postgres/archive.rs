@@ -296,14 +296,12 @@ impl Archive {
 /// When the object holding `segment` was archived (ms since the epoch).
 pub fn archived_at(repo: &Repository, archive: &Archive, segment: Segment) -> Result<u64> {
     let key = archive.key(segment)?;
-    repo.get_named(&key)
-        .map(|o| o.stored_at_ms)
-        .map_err(|e| match e {
-            lifeline_repo::Error::ObjectMissing { .. } => {
-                Error::Invalid(format!("{key} vanished from the archive while it was read"))
-            }
-            other => other.into(),
-        })
+    repo.named_stored_at(&key).map_err(|e| match e {
+        lifeline_repo::Error::ObjectMissing { .. } => {
+            Error::Invalid(format!("{key} vanished from the archive while it was read"))
+        }
+        other => other.into(),
+    })
 }
 
 #[cfg(test)]
