@@ -73,17 +73,21 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
             .path(b.timeline, b.start, newest)
             .unwrap_or_default()
     };
-    let restorable = |b: &BaseBackup| {
-        let walk = archive.walk(
-            &latest_path(b),
-            b.start.segment(b.segment_size),
-            b.stop.segment(b.segment_size),
-        );
-        walk.gap.is_none() && walk.limit.is_none_or(|(lsn, _)| b.stop <= lsn)
-    };
+    let restorable: Vec<bool> = backups
+        .iter()
+        .map(|b| {
+            let walk = archive.walk(
+                &latest_path(b),
+                b.start.segment(b.segment_size),
+                b.stop.segment(b.segment_size),
+            );
+            walk.gap.is_none() && walk.limit.is_none_or(|(lsn, _)| b.stop <= lsn)
+        })
+        .collect();
     let lines = backups
         .iter()
-        .map(|b| BackupLine {
+        .zip(&restorable)
+        .map(|(b, &restorable)| BackupLine {
             id: b.id.to_hex(),
             backup_type: b
                 .snapshot
@@ -102,7 +106,7 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
                 .get(catalog::keys::SERVER_VERSION)
                 .cloned()
                 .unwrap_or_default(),
-            restorable: restorable(b),
+            restorable,
         })
         .collect();
     let timelines = archive
@@ -138,13 +142,14 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
         newest_wal_age_seconds: None,
         pitr_earliest: backups
             .iter()
-            .find(|b| restorable(b))
-            .map(|b| b.stop_time.to_rfc3339()),
+            .zip(&restorable)
+            .find(|(_, &r)| r)
+            .map(|(b, _)| b.stop_time.to_rfc3339()),
         pitr_latest: None,
         pitr_blocked_at: None,
         forks: Vec::new(),
     };
-    let Some(newest_backup) = backups.iter().rev().find(|b| restorable(b)) else {
+    let Some((newest_backup, _)) = backups.iter().zip(&restorable).rev().find(|(_, &r)| r) else {
         return Ok(status);
     };
     let legs = latest_path(newest_backup);
@@ -169,16 +174,21 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
             .map(|(_, f)| f)
             .collect();
         if let Some(last) = walk.last {
-            // Never before the backup's own end, which the archive time may precede by a moment.
-            let archived = time_of(archive::archived_at(repo, &archive, last)?);
-            let end = newest_backup.stop_time.to_rfc3339();
+            let archived = if last == newest {
+                at
+            } else {
+                archive::archived_at(repo, &archive, last)?
+            };
+            // Never before the backup's own end, which the archive time (shown to the second) may
+            // precede by a moment.
+            let shown_ms = archived / 1000 * 1000;
             status.pitr_latest = Some(
-                match (
-                    chrono::DateTime::parse_from_rfc3339(&archived),
-                    newest_backup.stop_time,
-                ) {
-                    (Ok(a), stop) if a < stop => end,
-                    _ => archived,
+                if i64::try_from(shown_ms).unwrap_or(i64::MAX)
+                    < newest_backup.stop_time.timestamp_millis()
+                {
+                    newest_backup.stop_time.to_rfc3339()
+                } else {
+                    time_of(archived)
                 },
             );
         }
