@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lifeline_repo::chunker::ChunkProfile;
@@ -105,7 +105,7 @@ pub fn dump(
         extensions(&mut tx)?
     };
 
-    let staging = Staging::new("dump")?;
+    let staging = staging("dump")?;
     let dir = staging.path().join("dump");
     let mut cmd = tools.command("pg_dump");
     cmd.arg("--format=directory")
@@ -415,7 +415,7 @@ pub fn restore(
     let tools = tools(need);
     tools.check_version("pg_restore", need)?;
 
-    let staging = Staging::new("restore")?;
+    let staging = staging("restore")?;
     let dir = staging.path().join("dump");
     let restored = crate::files::restore(reader, snapshot.tree, &dir, progress)?;
     if let Some((path, err)) = restored.errors.first() {
@@ -506,47 +506,25 @@ fn nanos(time: std::time::SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// A private (0700: dumps hold the database's data) directory under `$TMPDIR`, removed on drop, so
-/// it goes on success, on error and on an early return alike.
-struct Staging(PathBuf);
-
-impl Staging {
-    fn new(what: &str) -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::temp_dir();
-        let stamp = nanos(std::time::SystemTime::now());
-        let path = base.join(format!(
-            "lifeline-pg-{what}-{}-{stamp:x}",
-            std::process::id()
-        ));
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot create a staging directory in {} ({e}); set TMPDIR to a writable directory with room for the dump",
-                    base.display()
-                ))
-            })?;
-        Ok(Staging(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            tracing::warn!("cannot remove {}: {e}; remove it by hand", self.0.display());
-        }
-    }
+/// A private (0700: dumps hold the database's data) directory under `$TMPDIR`, removed when
+/// dropped, so it goes on success, on error and on an early return alike.
+fn staging(what: &str) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(&format!("lifeline-pg-{what}-"))
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot create a staging directory in {} ({e}); set TMPDIR to a writable directory with room for the dump",
+                std::env::temp_dir().display()
+            ))
+        })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{exact_pattern, Recorded, Staging};
+    use super::{exact_pattern, staging, Recorded};
     use std::collections::BTreeMap;
 
     #[test]
@@ -574,7 +552,7 @@ mod tests {
     #[test]
     fn staging_is_private_and_removed() {
         use std::os::unix::fs::PermissionsExt;
-        let staging = Staging::new("test").expect("staging dir");
+        let staging = staging("test").expect("staging dir");
         let path = staging.path().to_path_buf();
         std::fs::write(path.join("f"), b"x").expect("write");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
