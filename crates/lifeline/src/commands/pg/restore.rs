@@ -308,42 +308,12 @@ fn combine(
 /// restore was given, so recovery reads the same repository.
 fn restore_command(ctx: &Context) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let mut words = vec![exe.display().to_string()];
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    if let Some(config) = &ctx.config_path {
-        words.push("--config".into());
-        words.push(cwd.join(config).display().to_string());
-    }
-    let o = &ctx.options;
-    if ctx.config_path.is_some() {
+    let mut words = vec![exe.display().to_string()];
+    match &ctx.config_path {
         // The config file names the repository and the key; flags would repeat it.
-        words.extend(["pg", "wal-fetch", "%f", "%p"].map(String::from));
-        return Ok(words
-            .iter()
-            .map(|w| shell_quote(w))
-            .collect::<Vec<_>>()
-            .join(" "));
-    }
-    if let Some(url) = &o.url {
-        let local = !url.contains("://");
-        words.push("--repo".into());
-        words.push(if local {
-            cwd.join(url).display().to_string()
-        } else {
-            url.clone()
-        });
-    }
-    if let Some(f) = &o.key.key_file {
-        words.push("--key-file".into());
-        words.push(cwd.join(f).display().to_string());
-    } else if let Some(f) = &o.key.password_file {
-        words.push("--password-file".into());
-        words.push(cwd.join(f).display().to_string());
-    } else if let Some(c) = &o.key.password_command {
-        words.push("--password-command".into());
-        words.push(c.clone());
-    } else {
-        bail!("recovery runs unattended, so it needs a key source it can read: pass --key-file, --password-file or --password-command (or --config)");
+        Some(config) => words.extend(["--config".into(), cwd.join(config).display().to_string()]),
+        None => words.extend(repository_flags(ctx, &cwd)?),
     }
     words.extend(["pg", "wal-fetch", "%f", "%p"].map(String::from));
     Ok(words
@@ -351,6 +321,35 @@ fn restore_command(ctx: &Context) -> anyhow::Result<String> {
         .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" "))
+}
+
+/// The flags that name this restore's repository and key, with paths made absolute (PostgreSQL runs
+/// the command in the data directory).
+fn repository_flags(ctx: &Context, cwd: &Path) -> anyhow::Result<Vec<String>> {
+    let o = &ctx.options;
+    let mut flags = Vec::new();
+    if let Some(url) = &o.url {
+        let local = !url.contains("://");
+        flags.push("--repo".into());
+        flags.push(if local {
+            cwd.join(url).display().to_string()
+        } else {
+            url.clone()
+        });
+    }
+    if let Some(f) = &o.key.key_file {
+        flags.push("--key-file".into());
+        flags.push(cwd.join(f).display().to_string());
+    } else if let Some(f) = &o.key.password_file {
+        flags.push("--password-file".into());
+        flags.push(cwd.join(f).display().to_string());
+    } else if let Some(c) = &o.key.password_command {
+        flags.push("--password-command".into());
+        flags.push(c.clone());
+    } else {
+        bail!("recovery runs unattended, so it needs a key source it can read: pass --key-file, --password-file or --password-command (or --config)");
+    }
+    Ok(flags)
 }
 
 fn shell_quote(word: &str) -> String {
