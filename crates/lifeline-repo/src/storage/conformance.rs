@@ -1,8 +1,14 @@
 //! The behaviour every storage backend must show. Each backend's tests call [`run`] with a fresh,
 //! empty instance, so local disk, S3 and any wrapper are held to one definition.
 
+use std::time::{Duration, SystemTime};
+
 use super::Storage;
 use crate::error::Error;
+
+/// How far a store's clock may stand from the test machine's; the same allowance the prune protocol
+/// makes between two objects (format.md §1).
+const CLOCK_ALLOWANCE: Duration = Duration::from_secs(5);
 
 /// Run every conformance check against an empty storage. Panics (test failure) on the first violation.
 pub fn run(storage: &dyn Storage) {
@@ -14,6 +20,8 @@ pub fn run(storage: &dyn Storage) {
     delete_is_idempotent(storage);
     empty_and_large_objects(storage);
     concurrent_puts_of_one_key(storage);
+    storage_times(storage);
+    many_keys_under_one_prefix(storage);
 }
 
 fn put_then_get(s: &dyn Storage) {
@@ -129,4 +137,71 @@ fn concurrent_puts_of_one_key(s: &dyn Storage) {
     });
     assert!(created >= 1, "one of the racing writers creates the object");
     assert_eq!(s.get("conf/race").expect("get"), b"same bytes");
+}
+
+/// Listings and stat carry the store's modification time: close to now, and later for an object written
+/// later (S3 reports whole seconds through HEAD, hence the pause).
+fn storage_times(s: &dyn Storage) {
+    let before = SystemTime::now();
+    s.put("times/first", b"1").expect("put");
+    std::thread::sleep(Duration::from_millis(1100));
+    s.put("times/second", b"2").expect("put");
+    let after = SystemTime::now();
+    let listed = s.list("times/").expect("list");
+    assert_eq!(listed.len(), 2);
+    let time_of = |key: &str| {
+        listed
+            .iter()
+            .find(|o| o.key == key)
+            .unwrap_or_else(|| panic!("{key} listed"))
+            .modified
+    };
+    for o in &listed {
+        assert!(
+            o.modified + CLOCK_ALLOWANCE >= before && o.modified <= after + CLOCK_ALLOWANCE,
+            "{} lists a modification time {:?} far from the write ({:?} .. {:?})",
+            o.key,
+            o.modified,
+            before,
+            after
+        );
+    }
+    assert!(
+        time_of("times/second") > time_of("times/first"),
+        "an object written a second later lists a later time"
+    );
+    let stat = s.stat("times/second").expect("stat").expect("exists");
+    let gap = stat
+        .modified
+        .duration_since(time_of("times/second"))
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        gap < Duration::from_secs(1),
+        "stat and list agree on the time to the second: {gap:?}"
+    );
+}
+
+/// More keys under one prefix than one S3 listing page holds (1,000): the listing must follow pages.
+fn many_keys_under_one_prefix(s: &dyn Storage) {
+    const KEYS: usize = 2_100;
+    std::thread::scope(|scope| {
+        for worker in 0..16 {
+            scope.spawn(move || {
+                for i in (worker..KEYS).step_by(16) {
+                    s.put(&format!("many/{i:05}"), i.to_string().as_bytes())
+                        .expect("put");
+                }
+            });
+        }
+    });
+    let mut keys: Vec<String> = s
+        .list("many/")
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    let expected: Vec<String> = (0..KEYS).map(|i| format!("many/{i:05}")).collect();
+    assert_eq!(keys.len(), KEYS, "every key is listed once");
+    assert_eq!(keys, expected);
 }

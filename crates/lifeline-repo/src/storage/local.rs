@@ -5,6 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use super::{ObjectInfo, Storage};
 use crate::error::{Error, Result};
@@ -76,6 +77,11 @@ impl LocalStorage {
             .map_err(|e| Error::io(&tmp, e))?;
         Ok(tmp)
     }
+}
+
+/// The file's mtime: set by the kernel (or the file server) when the staged copy was written.
+fn modified(meta: &fs::Metadata) -> SystemTime {
+    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -162,7 +168,12 @@ impl Storage for LocalStorage {
                 if key == TMP_DIR {
                     continue;
                 }
-                let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    // Deleted while listed (a prune, a forget): it is simply not there.
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(entry.path(), e)),
+                };
                 if meta.is_dir() {
                     if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) {
                         stack.push((entry.path(), key));
@@ -171,6 +182,7 @@ impl Storage for LocalStorage {
                     out.push(ObjectInfo {
                         key,
                         size: meta.len(),
+                        modified: modified(&meta),
                     });
                 }
             }
@@ -184,6 +196,7 @@ impl Storage for LocalStorage {
             Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
                 key: key.into(),
                 size: meta.len(),
+                modified: modified(&meta),
             })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),

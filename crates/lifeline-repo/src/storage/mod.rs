@@ -7,6 +7,8 @@ mod s3;
 pub use local::LocalStorage;
 pub use s3::{S3Settings, S3Storage};
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::error::Result;
 
 /// An object as listed by a backend.
@@ -14,6 +16,19 @@ use crate::error::Result;
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// When the store wrote it, by the store's own clock (format.md §1): what prune's grace period and
+    /// the session protocol are measured with, never a client's clock.
+    pub modified: SystemTime,
+}
+
+impl ObjectInfo {
+    /// Milliseconds since the Unix epoch of [`ObjectInfo::modified`].
+    pub fn modified_ms(&self) -> i64 {
+        match self.modified.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 /// Object storage as lifeline needs it. Keys are `/`-separated (`data/ab/ab12…`). Objects are never
@@ -28,7 +43,7 @@ pub trait Storage: Send + Sync {
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// Every object whose key starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
-    /// Size of one object, or `None` when absent.
+    /// Size and storage time of one object, or `None` when absent.
     fn stat(&self, key: &str) -> Result<Option<ObjectInfo>>;
     /// Remove an object; removing an absent one is not an error.
     fn delete(&self, key: &str) -> Result<()>;

@@ -319,6 +319,7 @@ impl Storage for S3Storage {
             .map(|m| ObjectInfo {
                 key: self.key_of(&m.location),
                 size: m.size,
+                modified: m.last_modified.into(),
             })
             .filter(|o| o.key.starts_with(prefix) && !o.key.starts_with("tmp/"))
             .collect())
@@ -331,6 +332,7 @@ impl Storage for S3Storage {
                 Ok(meta) => Ok(Some(ObjectInfo {
                     key: key.into(),
                     size: meta.size,
+                    modified: meta.last_modified.into(),
                 })),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
