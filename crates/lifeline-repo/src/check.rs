@@ -7,18 +7,24 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::hold::HoldRecord;
 use crate::index::Index;
 use crate::pack::{pack_key, PackContents};
 use crate::reader::BlobReader;
+use crate::record::{self, Record, Stamp};
 use crate::repository::Repository;
 use crate::tree::NodeType;
+use crate::verification::{
+    Outcome, Scope, SnapshotResult, SubsetPlan, VerificationRecord, Verifications,
+};
 use crate::Id;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
     None,
     All,
-    /// A percentage of packs, chosen at random each run, so repeated runs cover everything.
+    /// A percentage of packs, chosen among those the current cycle has not read yet, so that N runs
+    /// of 1/N read every pack (format.md §12).
     Subset(f64),
 }
 
@@ -39,7 +45,28 @@ pub struct Report {
     pub blobs: usize,
     /// Packs no index names: left by an interrupted backup; harmless, and reused by the next backup.
     pub unindexed_packs: usize,
+    /// Packs a prune mark names: garbage being collected (format.md §13), present or already gone.
+    pub packs_being_deleted: usize,
+    /// Where a rotating `--read-data-subset` run stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetStatus>,
+    /// Snapshots that depend on damage found by this run (full IDs).
+    pub damaged_snapshots: Vec<String>,
     pub problems: Vec<Problem>,
+    /// What a data verification proved, to be recorded (`verification::save`).
+    #[serde(skip)]
+    pub verification: Option<VerificationRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubsetStatus {
+    pub cycle: u64,
+    /// Packs read by earlier runs of this cycle, by this run, and in all.
+    pub packs_covered_before: usize,
+    pub packs_read_now: usize,
+    pub packs_total: usize,
+    /// Every pack has now been read within this cycle.
+    pub cycle_complete: bool,
 }
 
 struct Damage {
@@ -69,22 +96,53 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     };
     let mut report = Report::default();
 
-    let mut index = Index::default();
+    // Snapshots first: a backup stores its index before its snapshot, so every snapshot listed now
+    // has its index in the listing below, even while backups run.
+    let snapshot_ids = repo.snapshot_ids()?;
+    let marks = crate::garbage::load(repo)?;
+    for (key, e) in &marks.damaged {
+        damage.add(key.clone(), e.to_string(), []);
+    }
+    let doomed = crate::garbage::doomed_packs(&marks.items);
+    for (key, e) in record::load_all::<HoldRecord>(repo)?.damaged {
+        damage.add(key, e.to_string(), []);
+    }
+    let verifications = Verifications::load(repo)?;
+    for (key, e) in record::load_all::<VerificationRecord>(repo)?.damaged {
+        damage.add(key, e.to_string(), []);
+    }
+
+    let mut files = Vec::new();
     for key in repo.index_keys()? {
         match repo.load_index_file(&key) {
-            Ok(packs) => packs.iter().for_each(|(p, e)| index.add_pack(*p, e)),
+            Ok(packs) => files.push(packs),
+            // Deleted since the listing: a prune finishing its work, not damage.
+            Err(crate::Error::ObjectMissing { .. }) => {}
             Err(e) => damage.add(key, e.to_string(), []),
         }
     }
-    report.blobs = index.blob_count();
-
     let stored: HashMap<Id, u64> = repo
         .storage()
         .list("data/")?
         .into_iter()
         .filter_map(|o| Some((Id::from_hex(o.key.rsplit('/').next()?)?, o.size)))
         .collect();
+    // A pack a mark names may be gone already (a prune was interrupted between deleting it and
+    // deleting the index files that name it): its entries are garbage, not damage, unless a
+    // snapshot needs one of its blobs — then that blob is reported below.
+    let mut index = Index::default();
+    let mut gone: HashMap<Id, Id> = HashMap::new();
+    for (pack, entries) in files.iter().flatten() {
+        match (doomed.contains(pack), stored.contains_key(pack)) {
+            (true, false) => gone.extend(entries.iter().map(|e| (e.id, *pack))),
+            (true, true) => index.add_doomed_pack(*pack, entries),
+            (false, _) => index.add_pack(*pack, entries),
+        }
+    }
+    drop(files);
+    report.blobs = index.blob_count();
     report.unindexed_packs = stored.keys().filter(|p| !index.has_pack(p)).count();
+    report.packs_being_deleted = doomed.len();
     let by_pack = index.blobs_by_pack();
     report.packs = by_pack.len();
     for (pack, entries) in &by_pack {
@@ -111,40 +169,61 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
         }
     }
 
-    let selected: Vec<&Id> = match read_data {
-        ReadData::None => Vec::new(),
-        ReadData::All => by_pack.keys().collect(),
+    let present: Vec<Id> = {
+        let mut ids: Vec<Id> = by_pack
+            .keys()
+            .filter(|p| stored.contains_key(p))
+            .copied()
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (selected, mut subset): (Vec<Id>, Option<SubsetPlan>) = match read_data {
+        ReadData::None => (Vec::new(), None),
+        ReadData::All => (present.clone(), None),
         ReadData::Subset(pct) => {
-            use rand::seq::SliceRandom;
-            let mut all: Vec<&Id> = by_pack.keys().collect();
-            all.shuffle(&mut rand::thread_rng());
-            let n = ((all.len() as f64) * pct / 100.0).ceil() as usize;
-            all.truncate(n.min(all.len()));
-            all
+            let plan = verifications.plan_subset(&present, pct);
+            (plan.selected.clone(), Some(plan))
         }
     };
     report.packs_read = selected.len();
     let read_results: Vec<(String, String, Vec<Id>)> = selected
         .par_iter()
-        .filter(|p| stored.contains_key(p))
-        .flat_map_iter(|pack| verify_pack(repo, pack, &by_pack[*pack]))
+        .flat_map_iter(|pack| verify_pack(repo, pack, &by_pack[pack]))
         .collect();
-    for (object, detail, blobs) in read_results {
-        damage.add(object, detail, blobs);
+    // A pack read with damage does not count as verified: a rotating check reads it again, and its
+    // cycle cannot complete while it is damaged.
+    let damaged_packs: HashSet<&str> = read_results.iter().map(|r| r.0.as_str()).collect();
+    let verified: Vec<Id> = selected
+        .iter()
+        .filter(|p| !damaged_packs.contains(pack_key(p).as_str()))
+        .copied()
+        .collect();
+    for (object, detail, blobs) in &read_results {
+        damage.add(object.clone(), detail.clone(), blobs.iter().copied());
     }
 
     let reader = BlobReader::new(repo, index);
-    let snapshot_ids = repo.snapshot_ids()?;
     report.snapshots = snapshot_ids.len();
     let mut seen_trees = HashSet::new();
     let mut affected: HashMap<usize, BTreeSet<String>> = HashMap::new();
+    let mut damaged_snapshots: BTreeSet<Id> = BTreeSet::new();
+    let mut checked = Vec::new();
     for id in snapshot_ids {
         let snap = match repo.load_snapshot(&id) {
             Ok(s) => s,
+            // Forgotten since the listing.
+            Err(crate::Error::ObjectMissing { .. }) => continue,
             Err(e) => {
                 damage.add(format!("snapshots/{id}"), e.to_string(), []);
+                damaged_snapshots.insert(id);
                 continue;
             }
+        };
+        checked.push(id);
+        let mut hit = |p: usize, place: String, affected: &mut HashMap<usize, BTreeSet<String>>| {
+            damaged_snapshots.insert(id);
+            affected.entry(p).or_default().insert(place);
         };
         // With no known damage, a tree seen in one snapshot need not be walked again.
         let walk_all = !damage.blobs.is_empty();
@@ -160,15 +239,14 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
             };
             let where_ = format!("snapshot {} {shown}", id.short());
             if let Some(&p) = damage.blobs.get(&tree_id) {
-                affected.entry(p).or_default().insert(where_);
+                hit(p, where_, &mut affected);
                 continue;
             }
             let tree = match reader.read_tree(&tree_id) {
                 Ok(t) => t,
                 Err(e) => {
                     damage.add(format!("tree {tree_id}"), e.to_string(), [tree_id]);
-                    let p = damage.problems.len() - 1;
-                    affected.entry(p).or_default().insert(where_);
+                    hit(damage.problems.len() - 1, where_, &mut affected);
                     continue;
                 }
             };
@@ -185,22 +263,19 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
                     },
                     NodeType::File => {
                         for c in node.content.iter().flatten() {
+                            let place = format!("snapshot {} {child}", id.short());
                             if let Some(&p) = damage.blobs.get(c.id()) {
-                                affected
-                                    .entry(p)
-                                    .or_default()
-                                    .insert(format!("snapshot {} {child}", id.short()));
+                                hit(p, place, &mut affected);
                             } else if !reader.index().contains(c.id()) {
-                                damage.add(
-                                    format!("blob {}", c.id()),
-                                    "missing: no index names it".into(),
-                                    [*c.id()],
-                                );
-                                let p = damage.problems.len() - 1;
-                                affected
-                                    .entry(p)
-                                    .or_default()
-                                    .insert(format!("snapshot {} {child}", id.short()));
+                                let detail = match gone.get(c.id()) {
+                                    Some(pack) => format!(
+                                        "missing: its only copy was in {}, which a prune deleted",
+                                        pack_key(pack)
+                                    ),
+                                    None => "missing: no index names it".into(),
+                                };
+                                damage.add(format!("blob {}", c.id()), detail, [*c.id()]);
+                                hit(damage.problems.len() - 1, place, &mut affected);
                             }
                         }
                     }
@@ -213,7 +288,82 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
         damage.problems[p].affected = paths.into_iter().collect();
     }
     report.problems = damage.problems;
+    report.damaged_snapshots = damaged_snapshots.iter().map(Id::to_hex).collect();
+    if let Some(plan) = subset.as_mut() {
+        plan.completes &= verified.len() == selected.len();
+    }
+    report.verification = verification_record(
+        read_data,
+        subset.as_ref(),
+        &verified,
+        &checked,
+        &damaged_snapshots,
+    );
+    report.subset = subset.map(|plan| SubsetStatus {
+        cycle: plan.cycle,
+        packs_covered_before: plan.covered,
+        packs_read_now: plan.selected.len(),
+        packs_total: present.len(),
+        cycle_complete: plan.completes,
+    });
     Ok(report)
+}
+
+/// What a run that read data proved, for `verification::save`.
+fn verification_record(
+    read_data: ReadData,
+    subset: Option<&SubsetPlan>,
+    read: &[Id],
+    checked: &[Id],
+    damaged: &BTreeSet<Id>,
+) -> Option<VerificationRecord> {
+    let result = |id: &Id, earlier: &HashSet<Id>| SnapshotResult {
+        id: *id,
+        result: if damaged.contains(id) || earlier.contains(id) {
+            Outcome::Damaged
+        } else {
+            Outcome::Ok
+        },
+    };
+    let (scope, cycle, complete, snapshots) = match (read_data, subset) {
+        (ReadData::None, _) => return None,
+        (ReadData::All, _) => (
+            Scope::All,
+            0,
+            false,
+            checked
+                .iter()
+                .map(|id| result(id, &HashSet::new()))
+                .collect(),
+        ),
+        (ReadData::Subset(_), Some(plan)) if plan.completes => (
+            Scope::Subset,
+            plan.cycle,
+            true,
+            checked
+                .iter()
+                .map(|id| result(id, &plan.damaged_earlier))
+                .collect(),
+        ),
+        (ReadData::Subset(_), Some(plan)) => (
+            Scope::Subset,
+            plan.cycle,
+            false,
+            damaged
+                .iter()
+                .map(|id| result(id, &HashSet::new()))
+                .collect(),
+        ),
+        (ReadData::Subset(_), None) => return None,
+    };
+    Some(VerificationRecord {
+        stamp: Stamp::now(VerificationRecord::TYPE),
+        scope,
+        cycle,
+        complete,
+        packs: read.to_vec(),
+        snapshots,
+    })
 }
 
 /// Read back packs just written and verify them whole; one problem per damaged blob or pack.

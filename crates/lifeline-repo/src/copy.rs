@@ -144,7 +144,7 @@ fn seed(
 impl Session<'_, '_> {
     fn copy_tree(&self, writer: &Writer<'_>, src_tree: Id) -> Result<Id> {
         if let Some(known) = self.map.trees.lock().map_err(poisoned)?.get(&src_tree) {
-            if self.dst_reader.index().contains(known) {
+            if self.dst_reader.index().contains_live(known) {
                 return Ok(*known);
             }
         }
@@ -186,7 +186,7 @@ impl Session<'_, '_> {
 
     fn copy_chunk(&self, writer: &Writer<'_>, src_chunk: &Id) -> Result<Id> {
         if let Some(known) = self.map.chunks.lock().map_err(poisoned)?.get(src_chunk) {
-            if self.dst_reader.index().contains(known) {
+            if self.dst_reader.index().contains_live(known) {
                 return Ok(*known);
             }
         }

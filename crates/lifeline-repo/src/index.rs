@@ -1,7 +1,7 @@
 //! The index: which pack holds each blob (format.md §7). On disk a sorted binary table per backup; in
 //! memory the union of all of them, about 60 bytes per blob.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::crypto::{open_object, seal_object, Keyring, ObjectType};
 use crate::error::{Error, Result};
@@ -22,20 +22,58 @@ pub struct Index {
     packs: Vec<Id>,
     pack_ordinals: HashMap<Id, u32>,
     blobs: HashMap<Id, Location>,
+    /// Ordinals of packs a prune mark names (format.md §13).
+    doomed: HashSet<u32>,
 }
 
 impl Index {
     pub fn add_pack(&mut self, pack: Id, entries: &[BlobEntry]) {
+        self.add(pack, entries, false);
+    }
+
+    /// A pack a prune mark names: its blobs are readable, but a copy elsewhere is preferred and
+    /// writers do not rely on it.
+    pub fn add_doomed_pack(&mut self, pack: Id, entries: &[BlobEntry]) {
+        self.add(pack, entries, true);
+    }
+
+    fn add(&mut self, pack: Id, entries: &[BlobEntry], doomed: bool) {
         let ordinal = *self.pack_ordinals.entry(pack).or_insert_with(|| {
             self.packs.push(pack);
             (self.packs.len() - 1) as u32
         });
+        if doomed {
+            self.doomed.insert(ordinal);
+        }
+        let doomed_set = &self.doomed;
         for e in entries {
-            self.blobs.entry(e.id).or_insert(Location {
+            let here = Location {
                 pack: ordinal,
                 entry: *e,
-            });
+            };
+            self.blobs
+                .entry(e.id)
+                .and_modify(|loc| {
+                    if doomed_set.contains(&loc.pack) && !doomed_set.contains(&ordinal) {
+                        *loc = here;
+                    }
+                })
+                .or_insert(here);
         }
+    }
+
+    /// Whether the blob is stored in a pack no prune mark names: what a writer may deduplicate
+    /// against (format.md §13).
+    pub fn contains_live(&self, id: &Id) -> bool {
+        self.blobs
+            .get(id)
+            .is_some_and(|loc| !self.doomed.contains(&loc.pack))
+    }
+
+    pub fn is_doomed(&self, pack: &Id) -> bool {
+        self.pack_ordinals
+            .get(pack)
+            .is_some_and(|o| self.doomed.contains(o))
     }
 
     pub fn get(&self, id: &Id) -> Option<(Id, BlobEntry)> {
@@ -205,6 +243,20 @@ mod tests {
                 prop_assert_eq!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn a_copy_in_a_live_pack_is_preferred_to_one_in_a_doomed_pack() {
+        let (doomed, live) = (Id([7; 32]), Id([8; 32]));
+        let mut index = Index::default();
+        index.add_doomed_pack(doomed, &[entry(1, 48), entry(2, 148)]);
+        assert!(index.contains(&Id([1; 32])));
+        assert!(!index.contains_live(&Id([1; 32])), "only in a doomed pack");
+        index.add_pack(live, &[entry(1, 48)]);
+        assert!(index.contains_live(&Id([1; 32])));
+        assert_eq!(index.get(&Id([1; 32])).map(|(p, _)| p), Some(live));
+        assert!(!index.contains_live(&Id([2; 32])));
+        assert!(index.is_doomed(&doomed) && !index.is_doomed(&live));
     }
 
     #[test]

@@ -33,7 +33,17 @@ pub struct NamedObject {
 /// Where named objects may live: a key outside the repository's own namespaces, so a caller can
 /// never shadow a pack, an index or a snapshot.
 fn check_key(key: &str) -> Result<()> {
-    let reserved = ["config", "keys/", "data/", "index/", "snapshots/"];
+    let reserved = [
+        "config",
+        "keys/",
+        "data/",
+        "index/",
+        "snapshots/",
+        "holds/",
+        "verifications/",
+        "garbage/",
+        "sessions/",
+    ];
     if key.is_empty()
         || key.starts_with('/')
         || key
@@ -58,7 +68,22 @@ impl Repository {
     /// left as it was.
     pub fn put_named(&self, key: &str, data: &[u8], level: i32) -> Result<Stored> {
         let mut source = || Ok(Box::new(data) as Box<dyn Read + '_>);
-        self.put_named_from(key, data.len() as u64, level, &mut source)
+        self.put_named_from(key, data.len() as u64, level, None, &mut source)
+    }
+
+    /// Copy the named object `key` into `dst` (another repository, other keys), keeping the time it
+    /// was first stored: a point-in-time recovery from the copy must see the archive as it was.
+    pub fn copy_named_to(&self, dst: &Repository, key: &str, level: i32) -> Result<Stored> {
+        let object = self.get_named(key)?;
+        let data = object.data.as_slice();
+        let mut source = || Ok(Box::new(data) as Box<dyn Read + '_>);
+        dst.put_named_from(
+            key,
+            data.len() as u64,
+            level,
+            Some(object.stored_at_ms),
+            &mut source,
+        )
     }
 
     /// [`Repository::put_named`] for a file, streamed: a 16 MiB WAL segment is compressed as it is
@@ -72,21 +97,25 @@ impl Repository {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             Ok(Box::new(BufReader::with_capacity(READ_BUFFER, file)) as Box<dyn Read + '_>)
         };
-        self.put_named_from(key, size, level, &mut source)
+        self.put_named_from(key, size, level, None, &mut source)
     }
 
+    /// Store from `source`; `stored_at` (ms since the epoch) is now unless given.
     fn put_named_from(
         &self,
         key: &str,
         size: u64,
         level: i32,
+        stored_at: Option<u64>,
         source: &mut Source<'_>,
     ) -> Result<Stored> {
         check_key(key)?;
         if self.storage().stat(key)?.is_some() {
             return self.compare_named(key, source);
         }
-        let object = self.seal_named(key, size, level, source)?;
+        let stored_at = stored_at
+            .unwrap_or_else(|| u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0));
+        let object = self.seal_named(key, size, level, stored_at, source)?;
         if self.storage().put(key, &object)? {
             Ok(Stored::New)
         } else {
@@ -101,12 +130,12 @@ impl Repository {
         key: &str,
         size: u64,
         level: i32,
+        stored_at: u64,
         source: &mut Source<'_>,
     ) -> Result<Vec<u8>> {
         let io = |e: std::io::Error| Error::io(key, e);
         let header = Header::new(ObjectType::Named, self.keyring().current_epoch());
         let header_bytes = header.to_bytes();
-        let stored_at = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let mut object =
             Vec::with_capacity(HEADER_LEN + 9 + usize::try_from(size / 4).unwrap_or(0));
         object.extend_from_slice(&header_bytes);
@@ -149,6 +178,12 @@ impl Repository {
             stored_at_ms,
             data: crate::payload::decode_any(&payload, key)?,
         })
+    }
+
+    /// Remove the object under `key` (WAL expiry).
+    pub fn delete_named(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.storage().delete(key)
     }
 
     /// When the object under `key` was stored, authenticated but not decompressed (a WAL segment

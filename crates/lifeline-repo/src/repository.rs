@@ -1,5 +1,6 @@
 //! Opening a repository: its config, its keys, its snapshots and its index.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -168,6 +169,11 @@ impl Repository {
         self.storage.as_ref()
     }
 
+    /// The storage, shared (for a session's heartbeat thread).
+    pub(crate) fn shared_storage(&self) -> Arc<dyn Storage> {
+        Arc::clone(&self.storage)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -284,12 +290,16 @@ impl Repository {
             .collect())
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first. One forgotten between the listing and its reading is left out.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut all = self
             .snapshot_ids()?
             .par_iter()
-            .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
+            .filter_map(|id| match self.load_snapshot(id) {
+                Ok(s) => Some(Ok((*id, s))),
+                Err(Error::ObjectMissing { .. }) => None,
+                Err(e) => Some(Err(e)),
+            })
             .collect::<Result<Vec<_>>>()?;
         all.sort_by_key(|(id, s)| (s.timestamp(), *id));
         Ok(all)
@@ -335,6 +345,11 @@ impl Repository {
         crate::index::open(&self.keyring, &bytes, key)
     }
 
+    /// Remove a snapshot (`forget`). Its data stays until `prune` finds it unreferenced.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.storage.delete(&format!("snapshots/{id}"))
+    }
+
     /// A reader over everything the repository holds now.
     pub fn reader(&self) -> Result<crate::BlobReader<'_>> {
         Ok(crate::BlobReader::new(self, self.load_index()?.0))
@@ -344,29 +359,44 @@ impl Repository {
     /// running writer), read from their trailers. Returns the index and those adopted packs. A damaged
     /// index is skipped with a warning: its packs are then adopted the same way, and `check` reports it.
     pub fn load_index(&self) -> Result<(Index, Vec<PackBlobs>)> {
+        let marks = crate::garbage::load(self)?;
+        for (key, e) in &marks.damaged {
+            tracing::warn!("ignoring prune mark {key}: {e} (run `lifeline check`)");
+        }
+        let doomed = crate::garbage::doomed_packs(&marks.items);
         let files: Vec<_> = self
             .index_keys()?
             .par_iter()
             .filter_map(|key| match self.load_index_file(key) {
                 Ok(packs) => Some(packs),
+                // Superseded and deleted by a prune since the listing; its packs are in the
+                // merged file, or adopted below.
+                Err(Error::ObjectMissing { .. }) => None,
                 Err(e) => {
                     tracing::warn!("skipping {key}: {e} (run `lifeline check`)");
                     None
                 }
             })
             .collect();
-        let mut index = Index::default();
-        for (pack, entries) in files.iter().flatten() {
-            index.add_pack(*pack, entries);
-        }
-        let orphans: Vec<_> = self
+        let stored: HashMap<Id, crate::storage::ObjectInfo> = self
             .storage
             .list("data/")?
             .into_iter()
-            .filter_map(|o| {
-                let id = Id::from_hex(o.key.rsplit('/').next()?)?;
-                (!index.has_pack(&id)).then_some((id, o))
-            })
+            .filter_map(|o| Some((Id::from_hex(o.key.rsplit('/').next()?)?, o)))
+            .collect();
+        let mut index = Index::default();
+        for (pack, entries) in files.iter().flatten() {
+            if !doomed.contains(pack) {
+                index.add_pack(*pack, entries);
+            } else if stored.contains_key(pack) {
+                // Readable until a prune deletes it; a copy elsewhere is preferred.
+                index.add_doomed_pack(*pack, entries);
+            }
+        }
+        // Doomed packs are never adopted: a new index naming one would outlive its deletion.
+        let orphans: Vec<_> = stored
+            .into_iter()
+            .filter(|(id, _)| !index.has_pack(id) && !doomed.contains(id))
             .collect();
         let adopted: Vec<PackBlobs> = orphans
             .par_iter()

@@ -12,9 +12,11 @@ use rayon::prelude::*;
 use crate::chunker::{ChunkProfile, Chunker};
 use crate::crypto::ObjectType;
 use crate::error::{Error, Result};
+use crate::index::Index;
 use crate::pack::{pack_key, BlobKind, PackBlobs, PackWriter};
 use crate::reader::{poisoned, BlobReader};
 use crate::repository::Repository;
+use crate::session::Session;
 use crate::snapshot::Snapshot;
 use crate::tree::{ContentRef, Tree};
 use crate::Id;
@@ -26,6 +28,8 @@ pub const DEFAULT_COMPRESSION: i32 = 3;
 const BATCH_BYTES: usize = 16 << 20;
 
 pub struct Writer<'r> {
+    /// Announces this session to prune (format.md §13) until the snapshot is stored.
+    session: Session,
     reader: BlobReader<'r>,
     new_ids: Mutex<HashSet<Id>>,
     data_pack: Mutex<Option<PackWriter>>,
@@ -44,11 +48,41 @@ impl<'r> Writer<'r> {
     /// still running) are adopted from their trailers, so their blobs are not uploaded again, and this
     /// session's index names them.
     pub fn new(repo: &'r Repository, pack_size: Option<u64>, level: i32) -> Result<Self> {
+        // The marker first, then the marks and the index: a prune that marks after this session
+        // announced itself waits for it (format.md §13).
+        let session = Session::start(repo.shared_storage(), "write")?;
         let (index, recovered) = repo.load_index()?;
-        let reader = BlobReader::new(repo, index);
+        Ok(Self::with_index(
+            repo, session, index, recovered, pack_size, level,
+        ))
+    }
+
+    /// A session that deduplicates against nothing: prune copying live blobs out of packs it will
+    /// delete, which must not spend memory and time on the whole index.
+    pub fn unindexed(repo: &'r Repository, command: &str, level: i32) -> Result<Self> {
+        let session = Session::start(repo.shared_storage(), command)?;
+        Ok(Self::with_index(
+            repo,
+            session,
+            Index::default(),
+            Vec::new(),
+            None,
+            level,
+        ))
+    }
+
+    fn with_index(
+        repo: &'r Repository,
+        session: Session,
+        index: Index,
+        recovered: Vec<PackBlobs>,
+        pack_size: Option<u64>,
+        level: i32,
+    ) -> Self {
         let gear_key = repo.keyring().gear_key;
-        Ok(Writer {
-            reader,
+        Writer {
+            session,
+            reader: BlobReader::new(repo, index),
             new_ids: Mutex::new(HashSet::new()),
             data_pack: Mutex::new(None),
             tree_pack: Mutex::new(None),
@@ -59,7 +93,12 @@ impl<'r> Writer<'r> {
             level,
             files_chunker: Chunker::new(&gear_key, ChunkProfile::Files),
             stream_chunker: Chunker::new(&gear_key, ChunkProfile::Stream),
-        })
+        }
+    }
+
+    /// End a session that stores no snapshot (its packs were indexed by the caller).
+    pub fn close(self) -> Result<()> {
+        self.session.end()
     }
 
     /// Read access to what the repository held when the session began (for parent trees).
@@ -67,10 +106,36 @@ impl<'r> Writer<'r> {
         &self.reader
     }
 
-    /// Store one blob unless the repository already has it; returns its ID.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Whether a parent's chunk list may be reused as it is: every chunk is in a pack no prune mark
+    /// names. Otherwise the file is read again (format.md §13).
+    pub fn reusable(&self, content: &[ContentRef]) -> bool {
+        content
+            .iter()
+            .all(|c| self.reader.index().contains_live(c.id()))
+    }
+
+    /// Store one blob unless the repository already has it in a live pack; returns its ID.
     pub fn add_blob(&self, kind: BlobKind, data: &[u8]) -> Result<Id> {
         let id = self.reader.repo().keyring().chunk_id(data);
-        if self.reader.index().contains(&id) || !self.new_ids.lock().map_err(poisoned)?.insert(id) {
+        if self.reader.index().contains_live(&id) {
+            return Ok(id);
+        }
+        self.store_blob(kind, id, data)
+    }
+
+    /// Store a blob even though the index has it: prune copying the live blobs of a pack it will
+    /// delete.
+    pub fn copy_blob(&self, kind: BlobKind, data: &[u8]) -> Result<Id> {
+        let id = self.reader.repo().keyring().chunk_id(data);
+        self.store_blob(kind, id, data)
+    }
+
+    fn store_blob(&self, kind: BlobKind, id: Id, data: &[u8]) -> Result<Id> {
+        if !self.new_ids.lock().map_err(poisoned)?.insert(id) {
             return Ok(id);
         }
         let payload = crate::payload::encode(data, self.level);
@@ -184,24 +249,39 @@ impl<'r> Writer<'r> {
         self,
         mut snapshot: Snapshot,
     ) -> Result<(Id, Snapshot, Vec<PackBlobs>)> {
-        for slot in [&self.data_pack, &self.tree_pack] {
-            if let Some(pack) = slot.lock().map_err(poisoned)?.take() {
-                self.upload(pack)?;
-            }
-        }
+        self.flush()?;
+        self.session.ensure_trusted()?;
         let mut packs = self.written.into_inner().map_err(poisoned)?;
         let written = packs.len();
         packs.extend(self.recovered);
+        let repo = self.reader.repo();
         if !packs.is_empty() {
-            let repo = self.reader.repo();
             let bytes = crate::index::seal(repo.keyring(), &packs)?;
             repo.storage()
                 .put(&format!("index/{}", Id::of_stored(&bytes)), &bytes)?;
         }
         snapshot.summary.data_added = self.data_added.load(Ordering::Relaxed);
-        let id = self.reader.repo().save_snapshot(&snapshot)?;
+        let id = repo.save_snapshot(&snapshot)?;
+        self.session.end()?;
         packs.truncate(written);
         Ok((id, snapshot, packs))
+    }
+
+    /// Upload the open packs and return every pack this session wrote, writing no index and no
+    /// snapshot (prune indexes them in its merged index files). The session stays open.
+    pub fn finish_packs(&self) -> Result<Vec<PackBlobs>> {
+        self.flush()?;
+        Ok(std::mem::take(&mut *self.written.lock().map_err(poisoned)?))
+    }
+
+    fn flush(&self) -> Result<()> {
+        for slot in [&self.data_pack, &self.tree_pack] {
+            let pack = slot.lock().map_err(poisoned)?.take();
+            if let Some(pack) = pack {
+                self.upload(pack)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -21,6 +21,8 @@ pub enum ObjectType {
     TreePack = 4,
     /// A whole file under a caller-chosen key, outside packs (format.md §11).
     Named = 5,
+    /// A hold, verification or prune record (format.md §12).
+    Record = 6,
 }
 
 impl ObjectType {
@@ -31,6 +33,7 @@ impl ObjectType {
             3 => ObjectType::DataPack,
             4 => ObjectType::TreePack,
             5 => ObjectType::Named,
+            6 => ObjectType::Record,
             _ => return None,
         })
     }

@@ -93,7 +93,32 @@ fn decode_trailer(plain: &[u8], first_offset: u32, key: &str) -> Result<Vec<Blob
     Ok(out)
 }
 
+/// The stored size of a pack holding `entries`: header, blobs, sealed trailer, trailer length.
+pub fn stored_size(entries: &[BlobEntry]) -> u64 {
+    let blobs: u64 = entries.iter().map(|e| u64::from(e.sealed_len)).sum();
+    let trailer = 4 + TRAILER_ENTRY_LEN as u64 * entries.len() as u64 + 16;
+    crate::crypto::HEADER_LEN as u64 + blobs + trailer + 4
+}
+
 pub fn pack_key(id: &Id) -> String {
     let hex = id.to_hex();
     format!("data/{}/{}", &hex[..2], hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Keyring, ObjectType};
+
+    #[test]
+    fn stored_size_is_the_size_of_the_finished_pack() {
+        let keyring = Keyring::generate("0123");
+        let mut pack = PackWriter::new(&keyring, ObjectType::DataPack, 1 << 20).expect("pack");
+        for (i, len) in [0usize, 1, 700, 5000].iter().enumerate() {
+            let payload = crate::payload::encode(&vec![i as u8; *len], 3);
+            pack.add(BlobKind::Data, Id([i as u8; 32]), &payload, *len as u32);
+        }
+        let (bytes, _, entries) = pack.finish();
+        assert_eq!(stored_size(&entries), bytes.len() as u64);
+    }
 }

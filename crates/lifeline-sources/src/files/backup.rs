@@ -167,7 +167,7 @@ impl Session<'_, '_> {
             },
             NodeType::File => {
                 node.size = Some(meta.len());
-                if let Some(old) = old.filter(|o| unchanged(o, &node)) {
+                if let Some(old) = old.filter(|o| self.reusable(o, &node)) {
                     node.content.clone_from(&old.content);
                     self.progress.bytes(meta.len());
                     self.file_counted(&node, Some(true));
@@ -191,6 +191,15 @@ impl Session<'_, '_> {
             _ => {}
         }
         Ok(Some(node))
+    }
+
+    /// Whether `old`'s chunk list stands for `new`: the file is unchanged and every chunk is in a
+    /// pack no prune mark names.
+    fn reusable(&self, old: &Node, new: &Node) -> bool {
+        unchanged(old, new)
+            && self
+                .writer
+                .reusable(old.content.as_deref().unwrap_or_default())
     }
 
     /// `unmodified`: `Some(true)` reused, `Some(false)` changed since the parent, `None` new.
@@ -244,7 +253,7 @@ impl Session<'_, '_> {
             meta.is_file() && meta.len() < BUNDLE_FILE_LIMIT && {
                 let mut probe = node_from(Vec::new(), meta);
                 probe.size = Some(meta.len());
-                !old_of(name).is_some_and(|o| unchanged(o, &probe))
+                !old_of(name).is_some_and(|o| self.reusable(o, &probe))
             }
         };
 
