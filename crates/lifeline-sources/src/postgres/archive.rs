@@ -8,7 +8,7 @@ use lifeline_repo::Repository;
 use super::error::{Error, Result};
 use super::wal::{self, Branch, Lsn, WalKind, WalName};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Archive {
     pub system_id: u64,
     pub segment_size: u64,
@@ -85,6 +85,13 @@ impl Archive {
             }
         }
         Ok(archive)
+    }
+
+    /// Forget one segment (to judge the archive as it would be without it).
+    pub fn remove(&mut self, timeline: u32, segno: u64) {
+        if let Some(segments) = self.segments.get_mut(&timeline) {
+            segments.remove(&segno);
+        }
     }
 
     /// Every timeline the archive knows of.

@@ -3,11 +3,13 @@
 //! `pg_restore`, `pg_combinebackup`) do the protocol work; this module stores, selects and verifies.
 
 pub mod archive;
+pub mod archive_check;
 pub mod basebackup;
 pub mod catalog;
 pub mod dump;
 mod error;
 pub mod recovery;
+pub mod retention;
 pub mod status;
 pub mod tar_tree;
 pub mod tools;

@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 
 /// zstd level for WAL: level 1 keeps a 16 MiB segment well inside `archive_command`'s time budget
 /// and already removes most of a segment's slack (WAL is full of zero-padded pages).
-const WAL_COMPRESSION: i32 = 1;
+pub(crate) const WAL_COMPRESSION: i32 = 1;
 
 pub const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
 
@@ -135,6 +135,20 @@ impl WalName {
                 Some(u64::from(log) * segments_per_log(segment_size) + u64::from(seg))
             }
             _ => None,
+        }
+    }
+
+    /// The segment a file belongs to: its own for segments and partial segments, the one a backup
+    /// started in for a backup history file; none for a timeline history file.
+    pub fn segment_of(&self, segment_size: u64) -> Option<u64> {
+        match self.kind {
+            WalKind::Backup => {
+                let log = hex8(self.name.get(8..16)?)?;
+                let seg = hex8(self.name.get(16..24)?)?;
+                Some(u64::from(log) * segments_per_log(segment_size) + u64::from(seg))
+            }
+            WalKind::History => None,
+            _ => self.segment_number(segment_size),
         }
     }
 }
