@@ -53,6 +53,18 @@ pub enum Command {
     Copy(commands::copy::Args),
     /// Manage the passwords (key slots) that open the repository
     Key(commands::key::Args),
+    /// Remove snapshots by a retention policy (or by ID), and PostgreSQL WAL no kept backup needs
+    Forget(commands::forget::Args),
+    /// Free the space of data no snapshot references, safely while backups run
+    Prune(commands::prune::Args),
+    /// Legal holds: keep snapshots through every forget and prune
+    Hold(commands::hold::Args),
+    /// Sizes: what snapshots hold, what they take in the repository, per kind
+    Stats(commands::stats::Args),
+    /// What changed between two snapshots
+    Diff(commands::diff::Args),
+    /// Which snapshots hold a file or directory
+    Find(commands::find::Args),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery, logical dumps
     Pg(commands::pg::Args),
 }
@@ -65,5 +77,27 @@ mod tests {
     #[test]
     fn every_command_definition_is_valid() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every option of the retention commands is explained in docs/retention.md.
+    #[test]
+    fn the_retention_guide_documents_every_option_of_forget_prune_and_hold() {
+        let guide = include_str!("../../../docs/retention.md");
+        let cli = super::Cli::command();
+        let mut stack: Vec<&clap::Command> = ["forget", "prune", "hold"]
+            .iter()
+            .filter_map(|name| cli.find_subcommand(name))
+            .collect();
+        assert_eq!(stack.len(), 3);
+        while let Some(cmd) = stack.pop() {
+            stack.extend(cmd.get_subcommands());
+            for long in cmd.get_arguments().filter_map(|a| a.get_long()) {
+                assert!(
+                    guide.contains(&format!("--{long}")),
+                    "docs/retention.md does not mention --{long} of `{}`",
+                    cmd.get_name()
+                );
+            }
+        }
     }
 }

@@ -42,7 +42,12 @@ impl Context {
     }
 
     pub fn open(&self) -> anyhow::Result<Repository> {
-        let storage = self.storage()?;
+        self.open_at(self.options.location()?)
+    }
+
+    /// The repository at `location`, opened with this context's key source and S3 settings.
+    pub fn open_at(&self, location: &str) -> anyhow::Result<Repository> {
+        let storage = open_storage(location, &self.options.s3)?;
         // The config is read before asking for a password, so a mistyped path says so first.
         if !Repository::exists(storage.as_ref())? {
             return Err(lifeline_repo::Error::RepositoryNotFound {
@@ -54,12 +59,7 @@ impl Context {
             Some(path) => Repository::open_with(storage, Secret::KeyFile(&key_file::read(path)?)),
             None => Repository::open(storage, password::read(&self.options.key)?.bytes()),
         };
-        opened.with_context(|| {
-            format!(
-                "cannot open repository {}",
-                self.options.location().unwrap_or("?")
-            )
-        })
+        opened.with_context(|| format!("cannot open repository {location}"))
     }
 }
 

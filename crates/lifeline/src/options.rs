@@ -112,3 +112,201 @@ impl RepositoryOptions {
         }
     }
 }
+
+/// A retention policy: `forget`'s flags, and (in the plan) a class's `retention = { daily = 30, … }`.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionOptions {
+    /// Keep the newest N snapshots
+    #[arg(
+        long = "keep-last",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    #[serde(default, rename = "last")]
+    pub keep_last: usize,
+
+    /// Keep the newest snapshot of each of the last N hours (UTC) that have one
+    #[arg(
+        long = "keep-hourly",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    #[serde(default, rename = "hourly")]
+    pub keep_hourly: usize,
+
+    /// Keep the newest snapshot of each of the last N days (UTC) that have one
+    #[arg(
+        long = "keep-daily",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    #[serde(default, rename = "daily")]
+    pub keep_daily: usize,
+
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(
+        long = "keep-weekly",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    #[serde(default, rename = "weekly")]
+    pub keep_weekly: usize,
+
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(
+        long = "keep-monthly",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    #[serde(default, rename = "monthly")]
+    pub keep_monthly: usize,
+
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(
+        long = "keep-yearly",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    #[serde(default, rename = "yearly")]
+    pub keep_yearly: usize,
+
+    /// Keep every snapshot within this long of the group's newest (e.g. 30d, 12w, 36h)
+    #[arg(long = "keep-within", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, rename = "within", deserialize_with = "duration_from_text")]
+    pub keep_within: Option<std::time::Duration>,
+
+    /// Keep every snapshot with this tag (repeatable)
+    #[arg(long = "keep-tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    #[serde(default, rename = "tags", deserialize_with = "tags_from_text")]
+    pub keep_tags: Vec<(String, String)>,
+
+    /// Also keep the newest N snapshots of each group that passed a data verification
+    #[arg(long = "keep-verified", value_name = "N", default_value_t = 1)]
+    #[serde(default = "one", rename = "verified")]
+    pub keep_verified: usize,
+
+    /// PostgreSQL: keep the base backup and WAL that point-in-time recovery this far back needs
+    #[arg(long = "keep-pitr", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, rename = "pitr", deserialize_with = "duration_from_text")]
+    pub keep_pitr: Option<std::time::Duration>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl RetentionOptions {
+    pub fn policy(&self) -> lifeline_repo::retention::Policy {
+        lifeline_repo::retention::Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self.keep_within,
+            tags: self.keep_tags.clone(),
+        }
+    }
+}
+
+/// `30d`, `12w`, `36h`, `90min` (humantime's units; `m` is minutes, months are `M`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{text:?} is not a duration ({e}); write it like 30d, 12w, 36h or 90min")
+    })
+}
+
+fn duration_from_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn tags_from_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| parse_tag(t).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// `KEY=VALUE`, as tags are written everywhere.
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "tag {s:?} is not KEY=VALUE (for example --tag env=prod)"
+        )),
+    }
+}
+
+/// A percentage, `10%` or `10`, from 0 to 100.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage such as 10%"))?;
+    if (0.0..=100.0).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{s:?} must be from 0% to 100%"))
+    }
+}
+
+/// A percentage above 0.
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    match parse_percent(s)? {
+        n if n > 0.0 => Ok(n),
+        _ => Err(format!("{s:?} must be above 0%")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan's `retention = { … }` and `forget`'s flags are one struct.
+    #[test]
+    fn a_retention_table_reads_into_the_options_forget_takes() {
+        let r: RetentionOptions = toml::from_str(
+            r#"daily = 30
+weekly = 12
+monthly = 12
+yearly = 7
+within = "30d"
+tags = ["legal=keep"]
+pitr = "7d""#,
+        )
+        .expect("parse");
+        assert_eq!(
+            (r.keep_daily, r.keep_weekly, r.keep_monthly, r.keep_yearly),
+            (30, 12, 12, 7)
+        );
+        assert_eq!(
+            r.keep_within,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            r.keep_pitr,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(r.keep_tags, [("legal".to_string(), "keep".to_string())]);
+        assert_eq!(r.keep_verified, 1, "the default, as for the flag");
+        let err = toml::from_str::<RetentionOptions>("dayly = 3").expect_err("unknown key");
+        assert!(err.to_string().contains("dayly"), "{err}");
+        let err = toml::from_str::<RetentionOptions>("within = \"30 parsecs\"").expect_err("bad");
+        assert!(err.to_string().contains("not a duration"), "{err}");
+    }
+}

@@ -8,6 +8,7 @@ use lifeline_sources::{files, stdin};
 
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::parse_tag;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -35,15 +36,17 @@ pub struct Args {
     /// Read every file again instead of trusting unchanged size/mtime/ctime/inode
     #[arg(long)]
     force: bool,
+
+    /// Record this time as the snapshot's (RFC 3339, e.g. 2026-11-30T02:00:00Z) instead of now:
+    /// for importing backups made elsewhere, as restic's --time
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    time: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
-pub fn parse_tag(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!(
-            "tag {s:?} is not KEY=VALUE (for example --tag env=prod)"
-        )),
-    }
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+    chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+        format!("{text:?} is not an RFC 3339 time ({e}); write it like 2026-11-30T02:00:00Z")
+    })
 }
 
 /// An absolute path with `.` and `..` resolved lexically, as the user named it (symlinks kept).
@@ -81,7 +84,10 @@ fn find_parent(
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let start_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let start_time = match args.time {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    };
     let repo = ctx.open()?;
     let writer = Writer::new(&repo, None, args.compression)?;
     let bar = Bar::new(ctx.json, None);

@@ -1,29 +1,21 @@
 use lifeline_repo::check::{check, ReadData};
+use lifeline_repo::verification;
+use lifeline_sources::postgres::archive_check::{self, ArchiveReport};
 
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::parse_share;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Read, decrypt and verify every pack
+    /// Read, decrypt and verify every pack and every WAL object
     #[arg(long, conflicts_with = "read_data_subset")]
     read_data: bool,
 
-    /// Read and verify this share of the packs, chosen at random (e.g. 10%)
-    #[arg(long, value_name = "N%", value_parser = parse_percent)]
+    /// Read and verify this share of the packs, among those earlier runs of the current cycle have
+    /// not read (N runs of 1/N read every pack)
+    #[arg(long, value_name = "N%", value_parser = parse_share)]
     read_data_subset: Option<f64>,
-}
-
-fn parse_percent(s: &str) -> Result<f64, String> {
-    let n: f64 = s
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("{s:?} is not a percentage such as 10%"))?;
-    if n > 0.0 && n <= 100.0 {
-        Ok(n)
-    } else {
-        Err(format!("{s:?} must be above 0% and at most 100%"))
-    }
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -33,35 +25,82 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         (false, Some(pct)) => ReadData::Subset(pct),
         (false, None) => ReadData::None,
     };
-    let report = check(&repo, mode)?;
-    if ctx.json {
-        print_json(&report)?;
-    } else {
-        println!(
-            "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) in full",
-            report.snapshots, report.packs, report.blobs, report.packs_read
-        );
-        if report.unindexed_packs > 0 {
-            println!(
-                "note: {} pack(s) are in no index (left by an interrupted backup); the next backup reuses them",
-                report.unindexed_packs
-            );
-        }
-        for p in &report.problems {
-            println!("error: {}: {}", p.object, p.detail);
-            for a in &p.affected {
-                println!("  affects {a}");
+    let mut report = check(&repo, mode)?;
+    let wal = archive_check::check(&repo, args.read_data)?;
+    // What was proved is recorded for retention (`--keep-verified`) and `snapshots`; a repository
+    // this key may not write to is still checked.
+    let recorded = match report.verification.take() {
+        Some(record) => match verification::save(&repo, record) {
+            Ok(id) => Some(id.to_hex()),
+            Err(e) => {
+                tracing::warn!("the verification could not be recorded: {e}");
+                None
             }
-        }
-        if report.problems.is_empty() {
-            println!("no errors were found");
-        } else {
-            println!("{} problem(s) found", report.problems.len());
+        },
+        None => None,
+    };
+    let failed = !report.problems.is_empty() || !wal.problems.is_empty();
+    if ctx.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["wal"] = serde_json::to_value(&wal)?;
+        value["verification_record"] = serde_json::to_value(&recorded)?;
+        print_json(&value)?;
+    } else {
+        print(&report, &wal, recorded.is_some());
+    }
+    Ok(if failed { exit::FATAL } else { exit::OK })
+}
+
+fn print(report: &lifeline_repo::check::Report, wal: &ArchiveReport, recorded: bool) {
+    println!(
+        "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) in full",
+        report.snapshots, report.packs, report.blobs, report.packs_read
+    );
+    if wal.wal_objects > 0 {
+        println!(
+            "checked the WAL archive of {} cluster(s): {} object(s), {} read in full",
+            wal.clusters, wal.wal_objects, wal.wal_objects_read
+        );
+    }
+    if let Some(s) = &report.subset {
+        println!(
+            "subset cycle {}: {} of {} pack(s) read by earlier runs, {} now{}",
+            s.cycle,
+            s.packs_covered_before,
+            s.packs_total,
+            s.packs_read_now,
+            if s.cycle_complete {
+                "; every pack has now been read in this cycle"
+            } else {
+                ""
+            }
+        );
+    }
+    if report.unindexed_packs > 0 {
+        println!(
+            "note: {} pack(s) are in no index (left by an interrupted backup); the next backup reuses them",
+            report.unindexed_packs
+        );
+    }
+    if report.packs_being_deleted > 0 {
+        println!(
+            "note: {} pack(s) are marked as garbage; a later `lifeline prune` deletes them",
+            report.packs_being_deleted
+        );
+    }
+    for p in report.problems.iter().chain(&wal.problems) {
+        println!("error: {}: {}", p.object, p.detail);
+        for a in &p.affected {
+            println!("  affects {a}");
         }
     }
-    Ok(if report.problems.is_empty() {
-        exit::OK
+    let problems = report.problems.len() + wal.problems.len();
+    if problems == 0 {
+        println!("no errors were found");
     } else {
-        exit::FATAL
-    })
+        println!("{problems} problem(s) found");
+    }
+    if recorded {
+        println!("the result is recorded in the repository");
+    }
 }

@@ -3,10 +3,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use lifeline_repo::copy::copy;
 use lifeline_repo::Repository;
+use lifeline_sources::postgres::retention::copy_wal;
 
 use crate::commands::backup::human_bytes;
 use crate::context::{open_storage, print_json, Context};
-use crate::options::KeySource;
 use crate::{exit, password};
 
 #[derive(Debug, clap::Args)]
@@ -35,16 +35,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     if from == args.to {
         bail!("--from and --to name the same repository");
     }
-    let src_pw = password::read(&ctx.options.key)?;
-    let src = Repository::open(open_storage(&from, &ctx.options.s3)?, src_pw.bytes())
+    let src = ctx
+        .open_at(&from)
         .with_context(|| format!("cannot open the source repository {from}"))?;
-    let dst_pw = match &args.to_password_file {
-        Some(file) => password::read(&KeySource {
-            password_file: Some(file.clone()),
-            password_command: None,
-            key_file: None,
-        })?,
-        None => src_pw,
+    let dst_pw = match (&args.to_password_file, &ctx.options.key.key_file) {
+        (Some(file), _) => password::from_file(file)?,
+        (None, None) => password::read(&ctx.options.key)?,
+        (None, Some(_)) => bail!(
+            "a key file opens only its own repository: give the destination's password with --to-password-file"
+        ),
     };
     let dst = Repository::open(open_storage(&args.to, &ctx.options.s3)?, dst_pw.bytes())
         .with_context(|| format!("cannot open the destination repository {}", args.to))?;
@@ -54,12 +53,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .map(|spec| src.find_snapshot(spec).map(|(id, _)| id))
         .collect::<Result<Vec<_>, _>>()?;
     let outcome = copy(&src, &dst, &ids)?;
+    // The WAL the copied base backups need, so point-in-time recovery works from the copy.
+    let wal = copy_wal(&src, &dst)?;
     if ctx.json {
         print_json(&serde_json::json!({
             "copied": outcome.copied.iter().map(|(s, _)| s.to_hex()).collect::<Vec<_>>(),
             "snapshots": outcome.copied.iter().map(|(s, d)| serde_json::json!({"from": s.to_hex(), "to": d.to_hex()})).collect::<Vec<_>>(),
             "skipped": outcome.skipped.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
             "data_added": outcome.data_added,
+            "wal": wal,
         }))?;
     } else {
         for (s, d) in &outcome.copied {
@@ -82,6 +84,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             outcome.copied.len(),
             human_bytes(outcome.data_added)
         );
+        if wal.files + wal.present > 0 {
+            println!(
+                "WAL: {} file(s) copied ({}), {} already there",
+                wal.files,
+                human_bytes(wal.bytes),
+                wal.present
+            );
+        }
     }
     Ok(exit::OK)
 }

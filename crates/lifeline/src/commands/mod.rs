@@ -3,13 +3,19 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod diff;
 pub mod dump;
+pub mod find;
+pub mod forget;
+pub mod hold;
 pub mod init;
 pub mod key;
 pub mod ls;
 pub mod pg;
+pub mod prune;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 
 use crate::cli::{Cli, Command};
 use crate::context::Context;
@@ -28,5 +34,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Copy(args) => copy::run(&ctx, args),
         Command::Key(args) => key::run(&ctx, args),
         Command::Pg(args) => pg::run(&ctx, args),
+        Command::Forget(args) => forget::run(&ctx, args),
+        Command::Prune(args) => prune::run(&ctx, args),
+        Command::Hold(args) => hold::run(&ctx, args),
+        Command::Stats(args) => stats::run(&ctx, args),
+        Command::Diff(args) => diff::run(&ctx, args),
+        Command::Find(args) => find::run(&ctx, args),
     }
 }

@@ -1,4 +1,6 @@
+use lifeline_repo::hold::{Hold, Holds};
 use lifeline_repo::snapshot::Snapshot;
+use lifeline_repo::verification::{Outcome, Verifications, Verified};
 use lifeline_repo::Id;
 
 use crate::commands::backup::human_bytes;
@@ -8,7 +10,13 @@ use crate::exit;
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub fn to_json(id: &Id, s: &Snapshot) -> serde_json::Value {
+/// A snapshot as `snapshots --json` shows it, with its hold and its latest data verification.
+fn to_json(
+    id: &Id,
+    s: &Snapshot,
+    hold: Option<&Hold>,
+    verified: Option<&Verified>,
+) -> serde_json::Value {
     serde_json::json!({
         "id": id.to_hex(),
         "short_id": id.short(),
@@ -23,34 +31,54 @@ pub fn to_json(id: &Id, s: &Snapshot) -> serde_json::Value {
         "summary": s.summary,
         "errors": s.errors,
         "source": s.source,
+        "hold": hold,
+        "verified": verified,
     })
 }
 
 pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let snapshots = repo.snapshots()?;
+    let holds = Holds::load(&repo)?;
+    let verified = Verifications::load(&repo)?.latest();
     if ctx.json {
-        let all: Vec<_> = snapshots.iter().map(|(id, s)| to_json(id, s)).collect();
+        let all: Vec<_> = snapshots
+            .iter()
+            .map(|(id, s)| to_json(id, s, holds.get(id), verified.get(id)))
+            .collect();
         print_json(&all)?;
         return Ok(exit::OK);
     }
     println!(
-        "{:<8}  {:<25}  {:<12}  {:>10}  {:<20}  paths",
-        "ID", "time", "host", "size", "tags"
+        "{:<8}  {:<25}  {:<12}  {:>10}  {:<5}  {:<20}  paths",
+        "ID", "time", "host", "size", "flags", "tags"
     );
     for (id, s) in &snapshots {
         let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let time = s.timestamp().format("%Y-%m-%d %H:%M:%S %z").to_string();
+        let flags = format!(
+            "{}{}",
+            if holds.is_held(id) { "H" } else { "" },
+            match verified.get(id).map(|v| v.result) {
+                Some(Outcome::Ok) => "V",
+                Some(Outcome::Damaged) => "!",
+                None => "",
+            }
+        );
         println!(
-            "{:<8}  {:<25}  {:<12}  {:>10}  {:<20}  {}",
+            "{:<8}  {:<25}  {:<12}  {:>10}  {:<5}  {:<20}  {}",
             id.short(),
             time,
             s.hostname,
             human_bytes(s.summary.bytes),
+            flags,
             tags.join(","),
             s.paths.join(" ")
         );
     }
     println!("{} snapshot(s)", snapshots.len());
+    if !snapshots.is_empty() {
+        println!("flags: H under legal hold, V data verified, ! verification found damage");
+    }
     Ok(exit::OK)
 }

@@ -10,9 +10,10 @@ use lifeline_sources::postgres::catalog::{self, keys};
 use lifeline_sources::postgres::{tools, vector};
 
 use super::Pg;
-use crate::commands::backup::{human_bytes, parse_tag};
+use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::parse_tag;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,7 @@ use super::Pg;
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::parse_tag;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -46,15 +47,6 @@ pub struct RestoreDumpArgs {
     /// pg_restore worker processes (each holds one connection)
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=128))]
     jobs: u32,
-}
-
-fn parse_tag(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!(
-            "tag {s:?} is not KEY=VALUE (for example --tag env=prod)"
-        )),
-    }
 }
 
 pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {

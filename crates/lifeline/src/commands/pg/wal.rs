@@ -54,7 +54,7 @@ pub fn fetch(ctx: &Context, args: FetchArgs) -> anyhow::Result<u8> {
         Ok(Fetched::NotArchived) => Ok(exit::FATAL),
         Err(err) => {
             eprintln!("lifeline pg wal-fetch {}: error: {err:#}", args.name);
-            eprintln!("  recovery must stop here: the archive cannot supply this file intact (run `lifeline check` and `lifeline pg status`)");
+            eprintln!("  recovery must stop here: the archive cannot supply this file intact (`lifeline check --read-data` names every damaged WAL object, `lifeline pg status` what recovery can still reach)");
             Ok(exit::RECOVERY_MUST_STOP)
         }
     }

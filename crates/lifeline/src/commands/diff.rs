@@ -1,0 +1,61 @@
+use std::io::Write;
+
+use lifeline_repo::diff::{diff, Change};
+
+use crate::context::{print_json, Context};
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The earlier snapshot (ID prefix or `latest`)
+    from: String,
+    /// The later snapshot
+    to: String,
+    /// Also list entries whose mode, owner or modification time changed (U)
+    #[arg(long)]
+    metadata: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let repo = ctx.open()?;
+    let (a_id, a) = repo.find_snapshot(&args.from)?;
+    let (b_id, b) = repo.find_snapshot(&args.to)?;
+    let reader = repo.reader()?;
+    let changes = diff(&reader, a.tree, b.tree, args.metadata)?;
+    let count = |c: Change| changes.iter().filter(|(_, x)| *x == c).count();
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "from": a_id.to_hex(),
+            "to": b_id.to_hex(),
+            "changes": changes.iter().map(|(p, c)| serde_json::json!({
+                "path": String::from_utf8_lossy(p),
+                "change": c,
+            })).collect::<Vec<_>>(),
+            "added": count(Change::Added),
+            "removed": count(Change::Removed),
+            "modified": count(Change::Modified) + count(Change::Type),
+            "metadata": count(Change::Metadata),
+        }))?;
+        return Ok(exit::OK);
+    }
+    let mut out = std::io::stdout().lock();
+    for (path, change) in &changes {
+        // Raw bytes: names need not be UTF-8.
+        write!(out, "{} ", change.symbol())?;
+        out.write_all(path)?;
+        out.write_all(b"\n")?;
+    }
+    writeln!(
+        out,
+        "{} added, {} removed, {} changed{}",
+        count(Change::Added),
+        count(Change::Removed),
+        count(Change::Modified) + count(Change::Type),
+        if args.metadata {
+            format!(", {} with other metadata", count(Change::Metadata))
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(exit::OK)
+}
