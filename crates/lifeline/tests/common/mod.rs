@@ -8,6 +8,7 @@
 
 pub mod fault_proxy;
 pub mod pg;
+pub mod pitr;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
