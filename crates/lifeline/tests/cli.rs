@@ -79,13 +79,28 @@ fn init_creates_documented_layout_and_backup_fills_it() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let allowed: BTreeSet<String> = ["config", "keys", "data", "index", "snapshots", "tmp"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let allowed: BTreeSet<String> = [
+        "config",
+        "keys",
+        "data",
+        "index",
+        "snapshots",
+        "tmp",
+        "sessions",
+        "holds",
+        "verifications",
+        "garbage",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert!(
         top.is_subset(&allowed),
         "unexpected top-level entries: {top:?}"
+    );
+    assert!(
+        regular_files_under(&repo.path.join("sessions")).is_empty(),
+        "a finished backup leaves no session marker"
     );
     for required in ["config", "keys", "data", "index", "snapshots"] {
         assert!(top.contains(required), "{required} missing from {top:?}");

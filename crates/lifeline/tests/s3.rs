@@ -1156,3 +1156,128 @@ fn s3_four_simultaneous_backups_into_one_repository() {
     }
     repo.run(["check", "--read-data"]).assert_success();
 }
+
+// ---------------------------------------------------------------------------
+// Retention and garbage collection on Garage
+// ---------------------------------------------------------------------------
+
+/// GFS retention with a legal hold, then prune on S3: the held snapshot and the newest survive and
+/// restore exactly, the others' data is freed, and `check --read-data` passes.
+#[test]
+fn s3_forget_prune_and_holds() {
+    let env = S3Env::from_env();
+    let repo = S3Repo::new(&env, &env.bucket, "retention");
+    repo.init(&["--pack-size", "1"]);
+    let src = repo.join("src");
+    let mut ids = Vec::new();
+    for day in 1..=4u64 {
+        write_random_file(&src.join("scan.bin"), 500 + day, 2 * MIB);
+        let out = repo.run([
+            OsStr::new("backup"),
+            OsStr::new("--json"),
+            OsStr::new("--time"),
+            OsStr::new(&format!("2026-11-0{day}T02:00:00Z")),
+            src.as_os_str(),
+        ]);
+        out.assert_success();
+        ids.push(json_str(&out.json(), "snapshot_id").to_string());
+    }
+    repo.run(["hold", "add", &ids[1], "--reason", "case 9"])
+        .assert_success();
+    let out = repo.run(["forget", "--keep-daily", "1", "--json"]);
+    out.assert_success();
+    assert_eq!(out.json()["removed"], 2, "{}", out.describe());
+    let out = repo.run(["prune", "--grace", "0s", "--json"]);
+    out.assert_success();
+    let report = out.json();
+    assert!(
+        json_u64(&report["deleted"], "bytes") >= 3 * MIB as u64,
+        "{report:#}"
+    );
+    repo.run(["check", "--read-data"]).assert_success();
+    let left: Vec<String> = repo
+        .snapshots()
+        .iter()
+        .map(|s| json_str(s, "id").to_string())
+        .collect();
+    assert_eq!(left.len(), 2);
+    for (id, seed) in [(&ids[1], 502), (&ids[3], 504)] {
+        let target = repo.restore(id, &format!("r-{seed}"));
+        write_random_file(&repo.join(format!("expected-{seed}")), seed, 2 * MIB);
+        assert_eq!(
+            fs::read(restored(&target, &src).join("scan.bin")).unwrap(),
+            fs::read(repo.join(format!("expected-{seed}"))).unwrap()
+        );
+    }
+}
+
+/// Two backup loops write into one S3 repository while prune runs in a loop beside them (no grace
+/// period, repacking everything), with `check` after every round; every snapshot left restores what
+/// its backup read. `LIFELINE_S3_STRESS_SECS` sets the length (default 45 s).
+#[test]
+fn s3_prune_beside_backup_loops_never_breaks_a_snapshot() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+    let seconds: u64 = std::env::var("LIFELINE_S3_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(45);
+    let env = S3Env::from_env();
+    let repo = S3Repo::new(&env, &env.bucket, "prune-loop");
+    repo.init(&["--pack-size", "1"]);
+    let stop = AtomicBool::new(false);
+    let stored: Mutex<Vec<(String, PathBuf, u64)>> = Mutex::new(Vec::new());
+    let mut rounds = 0;
+    thread::scope(|s| {
+        for worker in 0..2u64 {
+            let (repo, stop, stored) = (&repo, &stop, &stored);
+            s.spawn(move || {
+                let src = repo.join(format!("src{worker}"));
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Contents come back after their snapshots were forgotten (see the local test).
+                    let seed = 900 + worker * 10 + (i * 3) % 4;
+                    write_random_file(&src.join("data.bin"), seed, 500 * KIB);
+                    let out =
+                        repo.run([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]);
+                    out.assert_success();
+                    let id = json_str(&out.json(), "snapshot_id").to_string();
+                    stored.lock().unwrap().push((id, src.clone(), seed));
+                    i += 1;
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while Instant::now() < deadline {
+            repo.run([
+                "forget",
+                "--keep-last",
+                "1",
+                "--prune",
+                "--grace",
+                "0s",
+                "--max-unused",
+                "0",
+            ])
+            .assert_success();
+            repo.run(["check"]).assert_success();
+            rounds += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(rounds >= 2, "{rounds} prune rounds");
+    repo.run(["check", "--read-data"]).assert_success();
+    let stored = stored.into_inner().unwrap();
+    for snap in repo.snapshots() {
+        let id = json_str(&snap, "id");
+        let (_, src, seed) = stored.iter().find(|(s, _, _)| s == id).unwrap();
+        let target = repo.restore(id, &format!("r-{}", &id[..12]));
+        let expected = repo.join(format!("expected-{}", &id[..12]));
+        write_random_file(&expected, *seed, 500 * KIB);
+        assert_eq!(
+            fs::read(restored(&target, src).join("data.bin")).unwrap(),
+            fs::read(&expected).unwrap(),
+            "snapshot {id}"
+        );
+    }
+}
