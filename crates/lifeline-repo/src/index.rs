@@ -114,12 +114,13 @@ impl Index {
     }
 }
 
-/// Encode the blobs of some packs as one index object's plaintext.
-pub fn encode(packs: &[PackBlobs]) -> Vec<u8> {
+/// Encode the blobs of some packs as one index object's plaintext. Entries may be borrowed, so a
+/// large merged index is written without copying them.
+pub fn encode<E: AsRef<[BlobEntry]>>(packs: &[(Id, E)]) -> Vec<u8> {
     let mut rows: Vec<(u32, &BlobEntry)> = packs
         .iter()
         .enumerate()
-        .flat_map(|(i, (_, entries))| entries.iter().map(move |e| (i as u32, e)))
+        .flat_map(|(i, (_, entries))| entries.as_ref().iter().map(move |e| (i as u32, e)))
         .collect();
     rows.sort_by_key(|r| r.1.id);
     let mut out = Vec::with_capacity(12 + packs.len() * 32 + rows.len() * ENTRY_LEN);
@@ -193,12 +194,10 @@ pub fn decode(plain: &[u8], key: &str) -> Result<Vec<PackBlobs>> {
     Ok(packs)
 }
 
-pub fn seal(keyring: &Keyring, packs: &[PackBlobs]) -> Result<Vec<u8>> {
-    seal_object(
-        keyring,
-        ObjectType::Index,
-        &crate::payload::encode(&encode(packs), 3),
-    )
+pub fn seal<E: AsRef<[BlobEntry]>>(keyring: &Keyring, packs: &[(Id, E)]) -> Result<Vec<u8>> {
+    // Each stage is dropped before the next is made: a merged index is tens of megabytes.
+    let payload = crate::payload::encode(&encode(packs), 3);
+    seal_object(keyring, ObjectType::Index, &payload)
 }
 
 pub fn open(keyring: &Keyring, bytes: &[u8], key: &str) -> Result<Vec<PackBlobs>> {

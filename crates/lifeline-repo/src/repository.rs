@@ -326,6 +326,14 @@ impl Repository {
         }
     }
 
+    /// The snapshots `specs` name (ID prefixes or `latest`); every snapshot when there are none.
+    pub fn find_snapshots(&self, specs: &[String]) -> Result<Vec<(Id, Snapshot)>> {
+        if specs.is_empty() {
+            return self.snapshots();
+        }
+        specs.iter().map(|spec| self.find_snapshot(spec)).collect()
+    }
+
     // --- index ------------------------------------------------------------------------------------
 
     pub fn index_keys(&self) -> Result<Vec<String>> {

@@ -97,8 +97,8 @@ impl<'r> Writer<'r> {
     }
 
     /// End a session that stores no snapshot (its packs were indexed by the caller).
-    pub fn close(self) -> Result<()> {
-        self.session.end()
+    pub fn close(self) {
+        self.session.end();
     }
 
     /// Read access to what the repository held when the session began (for parent trees).
@@ -128,16 +128,23 @@ impl<'r> Writer<'r> {
     }
 
     /// Store a blob even though the index has it: prune copying the live blobs of a pack it will
-    /// delete.
+    /// delete. The caller copies each blob once, so this session does not remember them (a million
+    /// IDs would cost prune tens of megabytes).
     pub fn copy_blob(&self, kind: BlobKind, data: &[u8]) -> Result<Id> {
         let id = self.reader.repo().keyring().chunk_id(data);
-        self.store_blob(kind, id, data)
+        self.seal_blob(kind, id, data)?;
+        Ok(id)
     }
 
     fn store_blob(&self, kind: BlobKind, id: Id, data: &[u8]) -> Result<Id> {
-        if !self.new_ids.lock().map_err(poisoned)?.insert(id) {
-            return Ok(id);
+        if self.new_ids.lock().map_err(poisoned)?.insert(id) {
+            self.seal_blob(kind, id, data)?;
         }
+        Ok(id)
+    }
+
+    /// Compress and seal a blob into the open pack of its kind; upload the pack when it is full.
+    fn seal_blob(&self, kind: BlobKind, id: Id, data: &[u8]) -> Result<()> {
         let payload = crate::payload::encode(data, self.level);
         let (slot, object_type) = match kind {
             BlobKind::Data => (&self.data_pack, ObjectType::DataPack),
@@ -168,7 +175,7 @@ impl<'r> Writer<'r> {
         if let Some(pack) = full {
             self.upload(pack)?;
         }
-        Ok(id)
+        Ok(())
     }
 
     fn upload(&self, pack: PackWriter) -> Result<()> {
@@ -262,7 +269,7 @@ impl<'r> Writer<'r> {
         }
         snapshot.summary.data_added = self.data_added.load(Ordering::Relaxed);
         let id = repo.save_snapshot(&snapshot)?;
-        self.session.end()?;
+        self.session.end();
         packs.truncate(written);
         Ok((id, snapshot, packs))
     }

@@ -161,8 +161,12 @@ pub fn seal_object(
     let header = Header::new(object_type, keyring.current_epoch());
     let header_bytes = header.to_bytes();
     let sealer = Sealer::new(keyring, &header)?;
-    let mut out = header_bytes.to_vec();
-    out.extend_from_slice(&sealer.seal(0, &header_bytes, plaintext));
+    // One buffer, sealed where it lies: a merged index of hundreds of thousands of entries is not
+    // held twice.
+    let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
+    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(plaintext);
+    sealer.seal_in_place(0, &header_bytes, &mut out, HEADER_LEN);
     Ok(out)
 }
 

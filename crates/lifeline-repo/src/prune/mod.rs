@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::garbage::{self, MarkRecord};
-use crate::pack::{pack_key, PackBlobs, PackContents};
+use crate::pack::{pack_key, PackContents};
 use crate::reader::BlobReader;
 use crate::record::Stored;
 use crate::references;
@@ -22,8 +22,8 @@ use crate::writer::{Writer, DEFAULT_COMPRESSION};
 use crate::Id;
 use state::State;
 
-/// Merged index files hold up to this many blobs; files under half of it are merged.
-const MERGED_ENTRIES: usize = 500_000;
+/// Merged index files hold up to this many blobs (12 MB); files under half of it are merged.
+const MERGED_ENTRIES: usize = 250_000;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -94,10 +94,7 @@ pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
     let writer = Writer::unindexed(repo, "prune", DEFAULT_COMPRESSION)?;
     let now = writer.session().started();
     let ours = writer.session().id().to_string();
-    let sessions: Vec<SessionInfo> = session::list(repo.storage(), now)?
-        .into_iter()
-        .filter(|s| s.session != ours)
-        .collect();
+    let sessions = other_sessions(repo, now, &ours)?;
     if let Some(other) = sessions.iter().find(|s| s.live && s.command == "prune") {
         return Err(Error::Invalid(format!(
             "another prune is running (host {}, process {}, since {}); prunes run one at a time",
@@ -126,7 +123,8 @@ pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
         .extend(state.unreadable_packs.iter().cloned());
     report.index_files_before = state.files.len();
     report.stored_bytes_before = stored_bytes(&state);
-    let mut referenced = HashSet::new();
+    // Every referenced blob, and whether it is counted in a pack yet (phase one).
+    let mut referenced: HashMap<Id, bool> = HashMap::new();
     {
         let reader = BlobReader::new(repo, tree_index(&state));
         references::collect(repo, &reader, &snapshot_ids, &mut referenced)
@@ -156,7 +154,7 @@ pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
         repo,
         &writer,
         &mut state,
-        &referenced,
+        &mut referenced,
         (&excluded, &superseded),
         now,
         options,
@@ -170,10 +168,7 @@ pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
         pending.push(mark);
         if options.grace.is_zero() && !options.dry_run {
             now = pending.last().map_or(now, |m| m.stored);
-            let sessions: Vec<SessionInfo> = session::list(repo.storage(), now)?
-                .into_iter()
-                .filter(|s| s.session != ours)
-                .collect();
+            let sessions = other_sessions(repo, now, &ours)?;
             let (due, still) = split_due(pending, now, options.grace, &sessions);
             pending = still;
             if !due.is_empty() {
@@ -192,13 +187,10 @@ pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
             }
         }
     }
-    let sessions: Vec<SessionInfo> = if pending.is_empty() {
+    let sessions = if pending.is_empty() {
         Vec::new()
     } else {
-        session::list(repo.storage(), now)?
-            .into_iter()
-            .filter(|s| s.session != ours)
-            .collect()
+        other_sessions(repo, now, &ours)?
     };
     for m in &pending {
         report.pending.push(Pending {
@@ -212,7 +204,7 @@ pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
     }
     report.index_files_after = state.files.len();
     report.stored_bytes_after = stored_bytes(&state);
-    writer.close()?;
+    writer.close();
     Ok(report)
 }
 
@@ -225,6 +217,14 @@ fn tree_index(state: &State) -> crate::index::Index {
             .filter(|p| p.size.is_some())
             .map(|p| (p.id, p.entries.as_slice())),
     )
+}
+
+/// Every session but prune's own, judged at storage time `now`.
+fn other_sessions(repo: &Repository, now: SystemTime, ours: &str) -> Result<Vec<SessionInfo>> {
+    Ok(session::list(repo.storage(), now)?
+        .into_iter()
+        .filter(|s| s.session != ours)
+        .collect())
 }
 
 fn age(now: SystemTime, then: SystemTime) -> Duration {
@@ -296,7 +296,7 @@ fn carry_out(
     repo: &Repository,
     state: &mut State,
     marks: &[Stored<MarkRecord>],
-    referenced: &HashSet<Id>,
+    referenced: &HashMap<Id, bool>,
     dry_run: bool,
     report: &mut Report,
 ) -> Result<()> {
@@ -304,7 +304,11 @@ fn carry_out(
     // Referenced blobs in doomed packs, and which doomed packs hold them.
     let mut needed: HashMap<Id, Vec<Id>> = HashMap::new();
     for pack in state.packs.iter().filter(|p| doomed.contains(&p.id)) {
-        for e in pack.entries.iter().filter(|e| referenced.contains(&e.id)) {
+        for e in pack
+            .entries
+            .iter()
+            .filter(|e| referenced.contains_key(&e.id))
+        {
             needed.entry(e.id).or_default().push(pack.id);
         }
     }
@@ -320,12 +324,7 @@ fn carry_out(
     let revoked: HashSet<Id> = needed
         .into_values()
         .flatten()
-        .filter(|p| {
-            state
-                .by_id
-                .get(p)
-                .is_some_and(|&i| state.packs[i].size.is_some())
-        })
+        .filter(|p| state.stored_size(p).is_some())
         .collect();
     let deletable: HashSet<Id> = doomed.difference(&revoked).copied().collect();
     let superseded = superseded_files(marks);
@@ -335,20 +334,18 @@ fn carry_out(
         .filter(|f| !superseded.contains(&f.id) && f.packs.iter().any(|p| deletable.contains(p)))
         .map(|f| f.id)
         .collect();
+    // Packs an interrupted run deleted already are gone from storage: nothing to delete or count.
+    let present: Vec<Id> = deletable
+        .iter()
+        .filter(|p| state.stored_size(p).is_some())
+        .copied()
+        .collect();
     report.kept_in_use += revoked.len();
     report.deleted.marks += marks.len();
-    report.deleted.packs += deletable
+    report.deleted.packs += present.len();
+    report.deleted.bytes += present
         .iter()
-        .filter(|p| {
-            state
-                .by_id
-                .get(*p)
-                .is_some_and(|&i| state.packs[i].size.is_some())
-        })
-        .count();
-    report.deleted.bytes += deletable
-        .iter()
-        .filter_map(|p| state.by_id.get(p).and_then(|&i| state.packs[i].size))
+        .filter_map(|p| state.stored_size(p))
         .sum::<u64>();
     let existing: HashSet<Id> = state.files.iter().map(|f| f.id).collect();
     report.deleted.index_files += superseded.intersection(&existing).count() + replaced.len();
@@ -357,34 +354,27 @@ fn carry_out(
     }
 
     // 1. Index what stays: revoked packs, and the files that named packs being deleted, without them.
-    let mut revoked_blobs: Vec<PackBlobs> =
-        revoked.iter().filter_map(|p| state.blobs_of(p)).collect();
-    revoked_blobs.sort_by_key(|(p, _)| *p);
-    let mut new_files = Vec::new();
-    if !revoked_blobs.is_empty() {
-        new_files.push(write_index(repo, &revoked_blobs)?);
-    }
-    for file in state.files.iter().filter(|f| replaced.contains(&f.id)) {
-        let rest: Vec<PackBlobs> = file
-            .packs
+    let mut revoked: Vec<Id> = revoked.into_iter().collect();
+    revoked.sort();
+    let mut lists = vec![revoked];
+    lists.extend(
+        state
+            .files
             .iter()
-            .filter(|p| !deletable.contains(p))
-            .filter_map(|p| state.blobs_of(p))
-            .collect();
-        if !rest.is_empty() {
-            new_files.push(write_index(repo, &rest)?);
-        }
+            .filter(|f| replaced.contains(&f.id))
+            .map(|f| {
+                f.packs
+                    .iter()
+                    .filter(|p| !deletable.contains(p))
+                    .copied()
+                    .collect()
+            }),
+    );
+    let mut new_files = Vec::new();
+    for packs in lists.into_iter().filter(|l| !l.is_empty()) {
+        new_files.push((write_index(repo, state, &packs)?, packs));
     }
     // 2. Delete the packs, then the index files that named them, then the marks.
-    let present: Vec<&Id> = deletable
-        .iter()
-        .filter(|p| {
-            state
-                .by_id
-                .get(*p)
-                .is_some_and(|&i| state.packs[i].size.is_some())
-        })
-        .collect();
     present
         .par_iter()
         .try_for_each(|p| repo.storage().delete(&pack_key(p)))?;
@@ -397,7 +387,7 @@ fn carry_out(
     }
     state.remove(&deletable, &gone_files);
     for (id, packs) in new_files {
-        state.add_file(id, &packs);
+        state.add_file(id, packs);
     }
     Ok(())
 }
@@ -410,11 +400,16 @@ fn superseded_files(marks: &[Stored<MarkRecord>]) -> HashSet<Id> {
         .collect()
 }
 
-fn write_index(repo: &Repository, packs: &[PackBlobs]) -> Result<(Id, Vec<PackBlobs>)> {
-    let bytes = crate::index::seal(repo.keyring(), packs)?;
+/// Write an index file naming `packs` (their entries borrowed from the state); returns its ID.
+fn write_index(repo: &Repository, state: &State, packs: &[Id]) -> Result<Id> {
+    let blobs: Vec<(Id, &[crate::pack::BlobEntry])> = packs
+        .iter()
+        .filter_map(|p| state.entries_of(p).map(|e| (*p, e)))
+        .collect();
+    let bytes = crate::index::seal(repo.keyring(), &blobs)?;
     let id = Id::of_stored(&bytes);
     repo.storage().put(&format!("index/{id}"), &bytes)?;
-    Ok((id, packs.to_vec()))
+    Ok(id)
 }
 
 /// Phase one: find unreferenced and mostly unreferenced packs, copy the live blobs of the latter,
@@ -424,7 +419,7 @@ fn mark(
     repo: &Repository,
     writer: &Writer<'_>,
     state: &mut State,
-    referenced: &HashSet<Id>,
+    referenced: &mut HashMap<Id, bool>,
     (pending_doomed, superseded_by_pending): (&HashSet<Id>, &HashSet<Id>),
     now: SystemTime,
     options: &Options,
@@ -443,7 +438,6 @@ fn mark(
             p.id,
         )
     });
-    let mut keeper: HashSet<Id> = HashSet::with_capacity(referenced.len());
     // Per pack: which of its blobs it keeps, and the bytes of those and of all its blobs (headers and
     // trailers aside).
     let mut usage: HashMap<usize, (Vec<bool>, u64, u64)> = HashMap::new();
@@ -451,7 +445,10 @@ fn mark(
         let pack = &state.packs[i];
         let use_of = usage.entry(i).or_default();
         for e in &pack.entries {
-            let keeps = referenced.contains(&e.id) && keeper.insert(e.id);
+            // Counted here unless an earlier pack counted it.
+            let keeps = referenced
+                .get_mut(&e.id)
+                .is_some_and(|counted| !std::mem::replace(counted, true));
             use_of.0.push(keeps);
             use_of.2 += u64::from(e.sealed_len);
             if keeps {
@@ -459,8 +456,7 @@ fn mark(
             }
         }
     }
-    report.missing_blobs = referenced.len() - keeper.len();
-    drop(keeper);
+    report.missing_blobs = referenced.values().filter(|counted| !**counted).count();
 
     let mut unused = Vec::new();
     let mut repack = Vec::new();
@@ -518,13 +514,22 @@ fn mark(
 
     // Copy the live blobs of the packs to repack. A pack that cannot be read is left alone (it is
     // not marked; `check` names it).
-    let copied: Vec<(usize, Result<usize>)> = repack
-        .par_iter()
-        .map(|&i| {
-            let keeps = usage.get(&i).map_or(&[][..], |u| u.0.as_slice());
-            (i, copy_live(repo, writer, &state.packs[i], keeps))
-        })
-        .collect();
+    // Copying is CPU work (open, verify, seal): one worker per core, not the I/O-sized global pool,
+    // so no more whole packs are held at once than cores can use.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let copy_all = || -> Vec<(usize, Result<usize>)> {
+        repack
+            .par_iter()
+            .map(|&i| {
+                let keeps = usage.get(&i).map_or(&[][..], |u| u.0.as_slice());
+                (i, copy_live(repo, writer, &state.packs[i], keeps))
+            })
+            .collect()
+    };
+    let copied = match rayon::ThreadPoolBuilder::new().num_threads(cores).build() {
+        Ok(pool) => pool.install(copy_all),
+        Err(_) => copy_all(),
+    };
     let mut repacked = Vec::new();
     for (i, result) in copied {
         match result {
@@ -588,39 +593,38 @@ fn mark(
         .collect();
     merged.sort();
     merged.dedup();
-    let mut groups: Vec<Vec<PackBlobs>> = Vec::new();
-    let mut current: Vec<PackBlobs> = Vec::new();
-    let mut count = 0;
-    for blobs in merged
-        .iter()
-        .filter_map(|p| state.blobs_of(p))
-        .chain(new_packs.iter().cloned())
-    {
-        if count + blobs.1.len() > MERGED_ENTRIES && !current.is_empty() {
-            groups.push(std::mem::take(&mut current));
-            count = 0;
-        }
-        count += blobs.1.len();
-        current.push(blobs);
-    }
-    if !current.is_empty() {
-        groups.push(current);
-    }
-    for (pack, entries) in &new_packs {
+    // The new packs join the state (their entries moved, not copied), then the merged files are
+    // written one at a time from borrowed entries.
+    merged.extend(new_packs.iter().map(|(p, _)| *p));
+    for (pack, entries) in new_packs {
+        let size = crate::pack::stored_size(&entries);
+        state.by_id.insert(pack, state.packs.len());
         state.packs.push(state::Pack {
-            id: *pack,
-            entries: entries.clone(),
-            size: Some(crate::pack::stored_size(entries)),
+            id: pack,
+            entries,
+            size: Some(size),
             modified: now,
             indexed: false,
         });
-        state.by_id.insert(*pack, state.packs.len() - 1);
     }
-    for group in &groups {
-        let (id, packs) = write_index(repo, group)?;
-        state.add_file(id, &packs);
+    let mut groups: Vec<Vec<Id>> = Vec::new();
+    let mut count = 0;
+    for pack in merged {
+        let n = state.entries_of(&pack).map_or(0, <[_]>::len);
+        match groups.last_mut() {
+            Some(group) if count + n <= MERGED_ENTRIES => group.push(pack),
+            _ => {
+                groups.push(vec![pack]);
+                count = 0;
+            }
+        }
+        count += n;
     }
     report.marked.index_files_written = groups.len();
+    for packs in groups {
+        let id = write_index(repo, state, &packs)?;
+        state.add_file(id, packs);
+    }
 
     let mut packs: Vec<Id> = doomed_new.into_iter().collect();
     packs.sort();

@@ -142,7 +142,7 @@ impl State {
     fn add_pack(
         &mut self,
         id: Id,
-        entries: Vec<BlobEntry>,
+        mut entries: Vec<BlobEntry>,
         stored: Option<(u64, SystemTime)>,
         indexed: bool,
     ) {
@@ -150,6 +150,8 @@ impl State {
             self.packs[at].indexed |= indexed;
             return;
         }
+        // Decoding grew these by pushing; a million entries must not carry a third more.
+        entries.shrink_to_fit();
         self.by_id.insert(id, self.packs.len());
         self.packs.push(Pack {
             id,
@@ -180,23 +182,26 @@ impl State {
     }
 
     /// Record an index file this run wrote.
-    pub fn add_file(&mut self, id: Id, packs: &[PackBlobs]) {
-        for (pack, _) in packs {
+    pub fn add_file(&mut self, id: Id, packs: Vec<Id>) {
+        let mut entries = 0;
+        for pack in &packs {
             if let Some(&at) = self.by_id.get(pack) {
                 self.packs[at].indexed = true;
+                entries += self.packs[at].entries.len();
             }
         }
-        self.files.push(IndexFile {
-            id,
-            packs: packs.iter().map(|(p, _)| *p).collect(),
-            entries: packs.iter().map(|(_, e)| e.len()).sum(),
-        });
+        self.files.push(IndexFile { id, packs, entries });
     }
 
-    /// A pack's blobs in the shape indexes are made of.
-    pub fn blobs_of(&self, pack: &Id) -> Option<PackBlobs> {
+    /// The stored size of a pack storage still has.
+    pub fn stored_size(&self, pack: &Id) -> Option<u64> {
+        self.by_id.get(pack).and_then(|&i| self.packs[i].size)
+    }
+
+    /// A pack's blobs, borrowed for an index file.
+    pub fn entries_of(&self, pack: &Id) -> Option<&[BlobEntry]> {
         self.by_id
             .get(pack)
-            .map(|&at| (*pack, self.packs[at].entries.clone()))
+            .map(|&at| self.packs[at].entries.as_slice())
     }
 }

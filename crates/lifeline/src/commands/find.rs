@@ -32,14 +32,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Pattern::Name(&matches)
     };
     let repo = ctx.open()?;
-    let snapshots = if args.snapshots.is_empty() {
-        repo.snapshots()?
-    } else {
-        args.snapshots
-            .iter()
-            .map(|spec| repo.find_snapshot(spec))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let snapshots = repo.find_snapshots(&args.snapshots)?;
     let reader = repo.reader()?;
     let mut memo = HashMap::new();
     let mut found = Vec::new();

@@ -13,14 +13,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let whole = args.snapshots.is_empty();
-    let chosen = if whole {
-        repo.snapshots()?
-    } else {
-        args.snapshots
-            .iter()
-            .map(|spec| repo.find_snapshot(spec))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let chosen = repo.find_snapshots(&args.snapshots)?;
     let s = stats(&repo, &chosen, whole)?;
     if ctx.json {
         print_json(&s)?;
