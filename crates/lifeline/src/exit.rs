@@ -9,6 +9,9 @@ pub const REPOSITORY_NOT_FOUND: u8 = 10;
 pub const WRONG_PASSWORD: u8 = 12;
 /// `pg wal-fetch` could not supply an archived WAL file intact; PostgreSQL stops recovery on it.
 pub const RECOVERY_MUST_STOP: u8 = 126;
+/// Standard output was closed early (`lifeline ls latest | head`): the status of a program ended by
+/// SIGPIPE, which is how every Unix tool ends there.
+pub const BROKEN_PIPE: u8 = 141;
 
 pub fn code_for(err: &anyhow::Error) -> u8 {
     let kind = err
@@ -20,4 +23,37 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         Some(ErrorKind::WrongPassword) => WRONG_PASSWORD,
         _ => FATAL,
     }
+}
+
+/// What to do about an error, for `--json` output (text output carries it in the message).
+pub fn hint_for(err: &anyhow::Error) -> Option<String> {
+    let repo_error = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<lifeline_repo::Error>())?;
+    match repo_error {
+        lifeline_repo::Error::Backend { hint, .. } if !hint.is_empty() => {
+            Some(hint.trim_start_matches("; ").to_string())
+        }
+        _ => match repo_error.kind() {
+            ErrorKind::RepositoryNotFound => Some(
+                "check --repo (or LIFELINE_REPO, or url in --config), or create the repository with `lifeline init`".into(),
+            ),
+            ErrorKind::WrongPassword => Some(
+                "check the password file or command (--password-file, --password-command) or the key file".into(),
+            ),
+            ErrorKind::Damaged => Some(
+                "run `lifeline check --read-data`: it names every damaged object and what depends on it".into(),
+            ),
+            ErrorKind::Other => None,
+        },
+    }
+}
+
+/// Whether the error is standard output closing under us.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
+    let json = cli.json;
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -34,14 +36,45 @@ fn main() -> ExitCode {
     configure_workers();
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if exit::is_broken_pipe(&err) => ExitCode::from(exit::BROKEN_PIPE),
         Err(err) => {
+            let code = exit::code_for(&err);
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(exit::code_for(&err))
+            if json {
+                // Scripts and monitors read stdout: the error is one JSON object there too.
+                let report = serde_json::json!({ "error": {
+                    "code": code,
+                    "message": err.to_string(),
+                    "causes": err.chain().skip(1).map(ToString::to_string).collect::<Vec<_>>(),
+                    "hint": exit::hint_for(&err),
+                }});
+                println!("{report}");
+            }
+            ExitCode::from(code)
         }
     }
+}
+
+/// Printing to a closed standard output (`lifeline ls latest --json | head`) panics in Rust's
+/// `println!`; end quietly instead, with SIGPIPE's status, as every Unix tool does. Only that panic
+/// is caught: a write to a closed socket or child stays an error where it happens.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(exit::BROKEN_PIPE));
+        }
+        default(info);
+    }));
 }
 
 /// Twice as many workers as cores, so reads from a cold disk overlap with hashing and compression, and
