@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{lchown, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::json;
@@ -407,30 +407,42 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) {
     }
 }
 
-/// As root nothing is unreadable by permission, so the whole scenario runs as
-/// `nobody` (uid 65534) when the tests run as root; otherwise as the caller.
-#[test]
-fn backup_with_unreadable_items_exits_3_and_keeps_the_readable_ones() {
+/// A command as `nobody` (uid 65534) when the tests run as root, for whom nothing is unreadable by
+/// permission; as the caller otherwise.
+fn as_user(mut c: std::process::Command) -> std::process::Command {
+    if is_root() {
+        c.uid(65534).gid(65534);
+    }
+    c
+}
+
+/// A repository and a source with a readable file, an unreadable file and an unreadable directory,
+/// owned by the user `as_user` runs as.
+fn unreadable_scenario() -> (Repo, PathBuf) {
     let repo = Repo::uninit();
     let src = repo.join("src");
     write_file(&src.join("readable.txt"), b"hello");
     write_file(&src.join("secret.txt"), b"top secret");
     write_file(&src.join("locked/inner.txt"), b"cannot see me");
-
-    let as_user = |mut c: std::process::Command| {
-        if is_root() {
-            c.uid(65534).gid(65534);
-        }
-        c
-    };
     if is_root() {
         chown_tree(repo.sandbox.path(), 65534, 65534);
     }
     set_mode(repo.sandbox.path(), 0o755);
     set_mode(&src.join("secret.txt"), 0o000);
     set_mode(&src.join("locked"), 0o000);
-
     run(&mut as_user(repo.cmd(["init"])), None).assert_success();
+    (repo, src)
+}
+
+/// Lets the TempDir clean-up (and later readers) get in again.
+fn readable_again(src: &Path) {
+    set_mode(&src.join("locked"), 0o755);
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[test]
+fn backup_with_unreadable_items_exits_3_and_keeps_the_readable_ones() {
+    let (repo, src) = unreadable_scenario();
     let out = run(
         &mut as_user(repo.cmd([OsStr::new("backup"), src.as_os_str()])),
         None,
@@ -456,10 +468,27 @@ fn backup_with_unreadable_items_exits_3_and_keeps_the_readable_ones() {
     );
     out.assert_success();
     assert_eq!(out.stdout, b"hello");
+    readable_again(&src);
+}
 
-    // Let the TempDir clean-up (and later readers) get in again.
-    set_mode(&src.join("locked"), 0o755);
-    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+/// Regression: every warning was printed twice, a `WARN` log line and a `warning:` line.
+#[test]
+fn warning_for_an_unreadable_item_is_printed_once() {
+    let (repo, src) = unreadable_scenario();
+    let out = run(
+        &mut as_user(repo.cmd([OsStr::new("backup"), src.as_os_str()])),
+        None,
+    );
+    out.assert_code(EXIT_PARTIAL);
+    let stderr = out.stderr_str();
+    assert_eq!(
+        stderr.matches("secret.txt").count(),
+        1,
+        "the unreadable file is named once\n{}",
+        out.describe()
+    );
+    assert!(!stderr.contains("WARN"), "{}", out.describe());
+    readable_again(&src);
 }
 
 #[test]

@@ -93,7 +93,8 @@ pub fn backup(
 
 impl Session<'_, '_> {
     fn record_error(&self, path: &Path, err: impl std::fmt::Display) {
-        tracing::warn!("{}: {err}", path.display());
+        // The snapshot records it and the command reports it once; a warning here said it twice.
+        tracing::debug!("{}: {err}", path.display());
         if let Ok(mut errors) = self.errors.lock() {
             errors.push(ItemError {
                 path: path.display().to_string(),
