@@ -36,5 +36,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use host::hostname;
 pub use id::Id;
 pub use reader::BlobReader;
-pub use repository::{Config, KeyInfo, Repository, DEFAULT_PACK_SIZE, FORMAT_VERSION};
+pub use repository::{Config, KeyInfo, Repository, Snapshots, DEFAULT_PACK_SIZE, FORMAT_VERSION};
 pub use writer::{Bundle, Writer, BUNDLE_FILE_LIMIT, DEFAULT_COMPRESSION};

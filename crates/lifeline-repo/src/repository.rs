@@ -37,6 +37,24 @@ pub struct KeyInfo {
     pub username: String,
 }
 
+/// The snapshots of a repository as listed: those that could be read, oldest first, and the objects
+/// that could not.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    pub items: Vec<(Id, Snapshot)>,
+    pub damaged: Vec<(String, Error)>,
+}
+
+impl Snapshots {
+    /// The newest readable snapshot.
+    pub fn latest(&self) -> Result<(Id, Snapshot)> {
+        self.items
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::SnapshotNotFound("latest".into()))
+    }
+}
+
 pub struct Repository {
     storage: Arc<dyn Storage>,
     config: Config,
@@ -290,28 +308,47 @@ impl Repository {
             .collect())
     }
 
-    /// Every snapshot, oldest first. One forgotten between the listing and its reading is left out.
-    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
-        let mut all = self
+    /// Every readable snapshot, oldest first, and the snapshot objects that could not be read (one
+    /// forgotten between the listing and its reading is neither).
+    pub fn load_snapshots(&self) -> Result<Snapshots> {
+        let results: Vec<(Id, Result<Snapshot>)> = self
             .snapshot_ids()?
             .par_iter()
-            .filter_map(|id| match self.load_snapshot(id) {
-                Ok(s) => Some(Ok((*id, s))),
-                Err(Error::ObjectMissing { .. }) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        all.sort_by_key(|(id, s)| (s.timestamp(), *id));
-        Ok(all)
+            .map(|id| (*id, self.load_snapshot(id)))
+            .collect();
+        let mut list = Snapshots::default();
+        for (id, result) in results {
+            match result {
+                Ok(s) => list.items.push((id, s)),
+                Err(Error::ObjectMissing { .. }) => {}
+                Err(e) => list.damaged.push((format!("snapshots/{id}"), e)),
+            }
+        }
+        list.items.sort_by_key(|(id, s)| (s.timestamp(), *id));
+        Ok(list)
     }
 
-    /// A snapshot by ID prefix or `latest`.
+    /// Every snapshot, oldest first; an error when one cannot be read (for work that must see all of
+    /// them, such as a copy).
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let list = self.load_snapshots()?;
+        match list.damaged.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(list.items),
+        }
+    }
+
+    /// A snapshot by ID prefix or `latest` (the newest readable one: a damaged snapshot object
+    /// does not hide the others; its damage is logged, and `check` names it).
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
-            return self
-                .snapshots()?
-                .pop()
-                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+            let list = self.load_snapshots()?;
+            for (key, e) in &list.damaged {
+                tracing::warn!(
+                    "{key} cannot be read ({e}); `latest` is the newest readable snapshot"
+                );
+            }
+            return list.latest();
         }
         let spec_lc = spec.to_ascii_lowercase();
         let matches: Vec<Id> = self

@@ -74,8 +74,10 @@ fn find_parent(
     paths: &[String],
 ) -> anyhow::Result<Option<(String, lifeline_repo::Id)>> {
     let host = lifeline_repo::hostname();
+    // A damaged snapshot never blocks a backup: the parent is the newest readable one.
     Ok(repo
-        .snapshots()?
+        .load_snapshots()?
+        .items
         .into_iter()
         .rev()
         .find(|(_, s)| s.kind == kind && s.paths == paths && s.hostname == host)

@@ -7,7 +7,6 @@ use lifeline_repo::tree::NodeType;
 use lifeline_repo::walk::{lookup, walk};
 
 use crate::context::{print_json, Context};
-use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,7 +18,13 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let (_, snap) = repo.find_snapshot(&args.snapshot)?;
+    // `latest` is the newest readable snapshot; damaged ones are named after the listing.
+    let (snap, damaged) = if args.snapshot == "latest" {
+        let list = repo.load_snapshots()?;
+        (list.latest()?.1, list.damaged)
+    } else {
+        (repo.find_snapshot(&args.snapshot)?.1, Vec::new())
+    };
     let reader = repo.reader()?;
     let mut rows: Vec<(Vec<u8>, lifeline_repo::tree::Node)> = Vec::new();
     let mut collect = |path: &[u8], node: &lifeline_repo::tree::Node| {
@@ -73,5 +78,5 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             out.write_all(b"\n")?;
         }
     }
-    Ok(exit::OK)
+    Ok(super::snapshots::report_damaged(&damaged))
 }

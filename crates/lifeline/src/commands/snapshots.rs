@@ -38,7 +38,8 @@ fn to_json(
 
 pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let snapshots = repo.snapshots()?;
+    let list = repo.load_snapshots()?;
+    let snapshots = &list.items;
     let holds = Holds::load(&repo)?;
     let verified = Verifications::load(&repo)?.latest();
     if ctx.json {
@@ -47,13 +48,13 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
             .map(|(id, s)| to_json(id, s, holds.get(id), verified.get(id)))
             .collect();
         print_json(&all)?;
-        return Ok(exit::OK);
+        return Ok(report_damaged(&list.damaged));
     }
     println!(
         "{:<8}  {:<25}  {:<12}  {:>10}  {:<5}  {:<20}  paths",
         "ID", "time", "host", "size", "flags", "tags"
     );
-    for (id, s) in &snapshots {
+    for (id, s) in snapshots {
         let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let time = s.timestamp().format("%Y-%m-%d %H:%M:%S %z").to_string();
         let flags = format!(
@@ -80,5 +81,22 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
     if !snapshots.is_empty() {
         println!("flags: H under legal hold, V data verified, ! verification found damage");
     }
-    Ok(exit::OK)
+    Ok(report_damaged(&list.damaged))
+}
+
+/// Name every snapshot object that could not be read (the readable ones were listed); exit 1, as
+/// `check` does for damage.
+pub fn report_damaged(damaged: &[(String, lifeline_repo::Error)]) -> u8 {
+    for (key, e) in damaged {
+        eprintln!("error: {key} cannot be read: {e}");
+    }
+    if damaged.is_empty() {
+        exit::OK
+    } else {
+        eprintln!(
+            "{} snapshot object(s) are damaged; `lifeline check` names what depends on them",
+            damaged.len()
+        );
+        exit::FATAL
+    }
 }
