@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use filetime::FileTime;
 use lifeline_repo::tree::{ContentRef, Node, NodeType};
 use lifeline_repo::{BlobReader, Error, Id, Result};
+use nix::sys::stat::{mknod, Mode, SFlag};
 use rayon::prelude::*;
 
 use crate::Progress;
@@ -25,6 +26,8 @@ pub struct RestoreResult {
     pub bytes: u64,
     /// Entries that could not be restored, with the reason: the restore goes on past them.
     pub errors: Vec<(PathBuf, String)>,
+    /// Entries left out on purpose (sockets; device nodes when not root), with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 struct Session<'a, 'r> {
@@ -34,6 +37,7 @@ struct Session<'a, 'r> {
     // First restored path of each multiply-linked inode, so later names become hard links to it.
     links: Mutex<HashMap<(u64, u64), PathBuf>>,
     errors: Mutex<Vec<(PathBuf, String)>>,
+    skipped: Mutex<Vec<(PathBuf, String)>>,
     files: AtomicU64,
     dirs: AtomicU64,
     bytes: AtomicU64,
@@ -53,6 +57,7 @@ pub fn restore(
         as_root: is_root(),
         links: Mutex::new(HashMap::new()),
         errors: Mutex::new(Vec::new()),
+        skipped: Mutex::new(Vec::new()),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -63,6 +68,7 @@ pub fn restore(
         dirs: session.dirs.into_inner(),
         bytes: session.bytes.into_inner(),
         errors: session.errors.into_inner().unwrap_or_default(),
+        skipped: session.skipped.into_inner().unwrap_or_default(),
     })
 }
 
@@ -147,9 +153,18 @@ impl Session<'_, '_> {
                 .restore_file(node, &path, None)
                 .inspect_err(|_| discard(&path)),
             NodeType::Symlink => self.restore_symlink(node, &path),
-            other => Err(Error::Invalid(format!(
-                "{other:?} entries are recorded but not recreated by this version"
-            ))),
+            NodeType::Fifo => self.restore_special(node, &path, SFlag::S_IFIFO),
+            NodeType::Chardev if self.as_root => self.restore_special(node, &path, SFlag::S_IFCHR),
+            NodeType::Blockdev if self.as_root => self.restore_special(node, &path, SFlag::S_IFBLK),
+            NodeType::Chardev | NodeType::Blockdev => {
+                return self.skip(&path, "device node: only root can create one; skipped");
+            }
+            NodeType::Socket => {
+                return self.skip(
+                    &path,
+                    "socket: the program that listens on it creates it; skipped",
+                );
+            }
         };
         if let Err(e) = result {
             self.fail(&path, e);
@@ -274,6 +289,30 @@ impl Session<'_, '_> {
         }
         filetime::set_symlink_file_times(path, filetime_of(node.atime), filetime_of(node.mtime))
             .map_err(|e| Error::io(path, e))
+    }
+
+    /// A FIFO or device node, with its owner, mode and times set by path (opening a FIFO would
+    /// wait for a writer).
+    fn restore_special(&self, node: &Node, path: &Path, kind: SFlag) -> Result<()> {
+        remove_non_dir(path)?;
+        let dev = node.rdev.unwrap_or(0);
+        mknod(path, kind, Mode::from_bits_truncate(node.mode & 0o777), dev)
+            .map_err(|e| Error::io(path, std::io::Error::from(e)))?;
+        let io = |e| Error::io(path, e);
+        if self.as_root {
+            std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)).map_err(io)?;
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(io)?;
+        // utimensat by path: `filetime::set_file_times` opens the file, which blocks on a FIFO.
+        // The path is the node just made, never a symlink.
+        filetime::set_symlink_file_times(path, filetime_of(node.atime), filetime_of(node.mtime))
+            .map_err(io)
+    }
+
+    fn skip(&self, path: &Path, why: &str) {
+        if let Ok(mut skipped) = self.skipped.lock() {
+            skipped.push((path.to_path_buf(), why.to_string()));
+        }
     }
 
     /// Owner, mode and times through an open handle: path-based calls would each look the path up

@@ -27,6 +27,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     for (path, err) in &result.errors {
         eprintln!("error: could not restore {}: {err}", path.display());
     }
+    for (path, why) in &result.skipped {
+        eprintln!("note: {}: {why}", path.display());
+    }
     if ctx.json {
         print_json(&serde_json::json!({
             "snapshot_id": id.to_hex(),
@@ -34,6 +37,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "dirs": result.dirs,
             "bytes": result.bytes,
             "errors": result.errors.iter().map(|(p, e)| serde_json::json!({"path": p, "message": e})).collect::<Vec<_>>(),
+            "skipped": result.skipped.iter().map(|(p, e)| serde_json::json!({"path": p, "reason": e})).collect::<Vec<_>>(),
         }))?;
     } else {
         println!(
