@@ -47,6 +47,11 @@ pub struct Report {
     pub unindexed_packs: usize,
     /// Packs a prune mark names: garbage being collected (format.md §13), present or already gone.
     pub packs_being_deleted: usize,
+    /// Staging files of writes that never finished (local storage), their bytes, and how many are
+    /// stale (the next backup removes those).
+    pub staging_files: usize,
+    pub staging_bytes: u64,
+    pub staging_stale: usize,
     /// Where a rotating `--read-data-subset` run stands.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subset: Option<SubsetStatus>,
@@ -143,6 +148,10 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     report.blobs = index.blob_count();
     report.unindexed_packs = stored.keys().filter(|p| !index.has_pack(p)).count();
     report.packs_being_deleted = doomed.len();
+    let staged = repo.storage().staging()?;
+    report.staging_files = staged.len();
+    report.staging_bytes = staged.iter().map(|s| s.info.size).sum();
+    report.staging_stale = staged.iter().filter(|s| s.stale).count();
     let by_pack = index.blobs_by_pack();
     report.packs = by_pack.len();
     for (pack, entries) in &by_pack {

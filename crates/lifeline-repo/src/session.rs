@@ -51,9 +51,17 @@ fn local_identity() -> (String, String, String) {
     (crate::host::hostname(), boot_id, pid_namespace)
 }
 
+/// `<boot id prefix>.<pid namespace>`: with a PID, names one process of this boot of this host.
+pub(crate) fn process_scope() -> String {
+    let (_, boot_id, namespace) = local_identity();
+    let boot: String = boot_id.chars().take(8).collect();
+    let namespace: String = namespace.chars().filter(char::is_ascii_digit).collect();
+    format!("{boot}.{namespace}")
+}
+
 /// Whether a process runs under `pid` here (a zombie does not: in a container whose PID 1 never
 /// reaps, a killed process stays a zombie).
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {

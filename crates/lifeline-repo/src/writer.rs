@@ -51,6 +51,17 @@ impl<'r> Writer<'r> {
         // The marker first, then the marks and the index: a prune that marks after this session
         // announced itself waits for it (format.md §13).
         let session = Session::start(repo.shared_storage(), "write")?;
+        // Staging files of writes that died (a full disk, a kill) would otherwise fill the disk
+        // for good; a failure to remove them must not stop this backup.
+        match repo.storage().clean_staging() {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                "removed {} staging file(s) of interrupted writes ({} bytes)",
+                removed.len(),
+                removed.iter().map(|s| s.info.size).sum::<u64>()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not remove staging files of interrupted writes: {e}"),
+        }
         let (index, recovered) = repo.load_index()?;
         Ok(Self::with_index(
             repo, session, index, recovered, pack_size, level,

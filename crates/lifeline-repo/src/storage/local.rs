@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::{ObjectInfo, Storage};
+use super::{ObjectInfo, Staged, Storage, STAGING_STALE_AFTER};
 use crate::error::{Error, Result};
 
 /// A repository in a local directory. Writes go to `tmp/`, are fsynced, then hard-linked into place:
@@ -65,7 +65,8 @@ impl LocalStorage {
     fn write_tmp(&self, data: &[u8]) -> Result<PathBuf> {
         let dir = self.root.join(TMP_DIR);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let tmp = dir.join(format!("{:016x}", rand::random::<u64>()));
+        // The owner in the name: a later writer on this host removes it once this process is gone.
+        let tmp = dir.join(format!("{}-{:016x}", owner_tag(), rand::random::<u64>()));
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -82,6 +83,26 @@ impl LocalStorage {
 /// The file's mtime: set by the kernel (or the file server) when the staged copy was written.
 fn modified(meta: &fs::Metadata) -> SystemTime {
     meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// `<boot>.<pid namespace>.<pid>`: which process of which boot of this host writes a staging file.
+fn owner_tag() -> String {
+    format!("{}.{}", crate::session::process_scope(), std::process::id())
+}
+
+/// Whether a staging file's writer has provably ended: its name carries this boot and PID namespace
+/// of this host, and a process that no longer runs.
+fn writer_gone(name: &str) -> bool {
+    let Some((owner, _)) = name.rsplit_once('-') else {
+        return false;
+    };
+    let Some((scope, pid)) = owner.rsplit_once('.') else {
+        return false;
+    };
+    scope == crate::session::process_scope()
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !crate::session::process_alive(pid))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -218,5 +239,47 @@ impl Storage for LocalStorage {
 
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn staging(&self) -> Result<Vec<Staged>> {
+        let dir = self.root.join(TMP_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let modified = modified(&meta);
+            let old = now.duration_since(modified).unwrap_or_default() >= STAGING_STALE_AFTER;
+            out.push(Staged {
+                stale: old || writer_gone(&name),
+                info: ObjectInfo {
+                    key: format!("{TMP_DIR}/{name}"),
+                    size: meta.len(),
+                    modified,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    fn clean_staging(&self) -> Result<Vec<Staged>> {
+        let mut removed = Vec::new();
+        for staged in self.staging()?.into_iter().filter(|s| s.stale) {
+            let path = self.root.join(&staged.info.key);
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(staged),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Ok(removed)
     }
 }

@@ -54,4 +54,27 @@ pub trait Storage: Send + Sync {
     fn is_remote(&self) -> bool {
         false
     }
+
+    /// Staging files a writer left behind (killed, or failed on a full disk) and whether each is
+    /// stale: its writer is gone, so it may be removed.
+    fn staging(&self) -> Result<Vec<Staged>> {
+        Ok(Vec::new())
+    }
+
+    /// Remove the stale staging files; returns what was removed.
+    fn clean_staging(&self) -> Result<Vec<Staged>> {
+        Ok(Vec::new())
+    }
 }
+
+/// A staging file of a write that never finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub info: ObjectInfo,
+    /// Its writer is provably gone (a process of this host that ended) or it is older than any write
+    /// takes ([`STAGING_STALE_AFTER`]).
+    pub stale: bool,
+}
+
+/// A staging file this old is stale whoever wrote it: writing one object never takes this long.
+pub const STAGING_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);

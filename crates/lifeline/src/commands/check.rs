@@ -2,6 +2,7 @@ use lifeline_repo::check::{check, ReadData};
 use lifeline_repo::verification;
 use lifeline_sources::postgres::archive_check::{self, ArchiveReport};
 
+use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::parse_share;
@@ -80,6 +81,14 @@ fn print(report: &lifeline_repo::check::Report, wal: &ArchiveReport, recorded: b
         println!(
             "note: {} pack(s) are in no index (left by an interrupted backup); the next backup reuses them",
             report.unindexed_packs
+        );
+    }
+    if report.staging_files > 0 {
+        println!(
+            "note: {} temporary file(s) ({}) left in tmp/ by writes that never finished; the next backup removes the {} whose writer is gone",
+            report.staging_files,
+            human_bytes(report.staging_bytes),
+            report.staging_stale
         );
     }
     if report.packs_being_deleted > 0 {

@@ -1,0 +1,242 @@
+//! What a restic or pgBackRest user hits in the first hour (issue 9): each test is named after the
+//! defect it pins.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+
+use common::*;
+
+/// Regression: `lifeline ls latest --json | head -c 100` panicked ("failed printing to stdout:
+/// Broken pipe", exit 101). A closed pipe ends the command quietly, with SIGPIPE's status.
+#[test]
+fn ls_json_into_a_closed_pipe_ends_quietly() {
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    // Far more than a pipe buffer (64 KiB) of listing.
+    for i in 0..3000 {
+        write_file(&src.join(format!("file-{i:05}.txt")), format!("{i}"));
+    }
+    repo.backup(&[&src], &[]);
+    for args in [&["ls", "latest", "--json"][..], &["ls", "latest"][..]] {
+        let mut child = repo
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is closed here, as `head -c 100` closes it.
+        let status = wait_timeout(&mut child, TIMEOUT, "ls into a closed pipe");
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} printed: {stderr}");
+    }
+}
+
+/// Regression: with `--json` errors were printed as text only. They are one JSON object on stdout
+/// too, with the exit code, the message and what to do.
+#[test]
+fn json_errors_are_one_object_on_stdout() {
+    let repo = Repo::uninit();
+    let out = repo.run(["snapshots", "--json"]);
+    out.assert_code(EXIT_REPO_NOT_FOUND);
+    let v = out.json();
+    assert_eq!(v["error"]["code"], EXIT_REPO_NOT_FOUND);
+    assert!(json_str(&v["error"], "message").contains("no repository at"));
+    assert!(
+        json_str(&v["error"], "hint").contains("lifeline init"),
+        "{v}"
+    );
+    assert!(out.stderr_str().contains("error:"), "text on stderr still");
+
+    repo.run(["init"]).assert_success();
+    let wrong = repo.sandbox.write("wrong", "not the password");
+    let out = repo.run_with_password_file(&wrong, ["snapshots", "--json"]);
+    out.assert_code(EXIT_WRONG_PASSWORD);
+    let v = out.json();
+    assert_eq!(v["error"]["code"], EXIT_WRONG_PASSWORD);
+    assert!(json_str(&v["error"], "hint").contains("password"), "{v}");
+
+    let out = repo.run(["ls", "latest", "--json"]);
+    out.assert_code(EXIT_FATAL);
+    assert_eq!(out.json()["error"]["code"], EXIT_FATAL);
+    assert!(out.json()["error"]["hint"].is_null());
+}
+
+/// Regression: a snapshot holding a FIFO always restored with exit 1 ("recorded but not
+/// recreated"). FIFOs are recreated, device nodes too as root, and sockets are skipped with a note.
+#[test]
+fn fifos_and_device_nodes_are_restored_and_sockets_skipped_with_a_note() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    write_file(&src.join("plain.txt"), b"plain");
+    let mkfifo = std::process::Command::new("mkfifo")
+        .arg("-m")
+        .arg("0640")
+        .arg(src.join("queue"))
+        .status()
+        .unwrap();
+    assert!(mkfifo.success());
+    let _listener = std::os::unix::net::UnixListener::bind(src.join("app.sock")).unwrap();
+    if is_root() {
+        // /dev/null's numbers: character device 1, 3.
+        let mknod = std::process::Command::new("mknod")
+            .arg(src.join("null"))
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        assert!(mknod.success());
+    }
+    repo.backup(&[&src], &[]);
+
+    let target = repo.join("restored");
+    let out = repo.run([
+        std::ffi::OsStr::new("restore"),
+        std::ffi::OsStr::new("latest"),
+        std::ffi::OsStr::new("--target"),
+        target.as_os_str(),
+    ]);
+    out.assert_success()
+        .assert_output_contains("app.sock: socket")
+        .assert_output_contains("skipped");
+    let back = restored(&target, &src);
+    let fifo = std::fs::symlink_metadata(back.join("queue")).unwrap();
+    assert!(fifo.file_type().is_fifo(), "the FIFO is a FIFO again");
+    assert_eq!(fifo.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(
+        fifo.mtime(),
+        std::fs::symlink_metadata(src.join("queue"))
+            .unwrap()
+            .mtime()
+    );
+    assert!(!back.join("app.sock").exists(), "sockets are not created");
+    assert_eq!(std::fs::read(back.join("plain.txt")).unwrap(), b"plain");
+    if is_root() {
+        let dev = std::fs::symlink_metadata(back.join("null")).unwrap();
+        assert!(dev.file_type().is_char_device());
+        assert_eq!(dev.rdev(), std::fs::metadata("/dev/null").unwrap().rdev());
+    }
+}
+
+/// Regression: one damaged snapshot object made `snapshots` and `ls latest` fail outright. They
+/// list everything readable, name the damaged object and exit 1; backups go on.
+#[test]
+fn a_damaged_snapshot_object_does_not_hide_the_others() {
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    write_file(&src.join("first.txt"), b"one");
+    let first = repo.backup(&[&src], &[]);
+    write_file(&src.join("second.txt"), b"two");
+    let second = repo.backup(&[&src], &[]);
+    let damaged = repo
+        .path
+        .join("snapshots")
+        .join(json_str(&second, "snapshot_id"));
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[60] ^= 0x01;
+    std::fs::write(&damaged, bytes).unwrap();
+
+    let out = repo.run(["snapshots", "--json"]);
+    out.assert_code(EXIT_FATAL)
+        .assert_output_contains(&format!("snapshots/{}", json_str(&second, "snapshot_id")));
+    let listed = out.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], first["snapshot_id"]);
+    repo.run(["snapshots"])
+        .assert_code(EXIT_FATAL)
+        .assert_output_contains(json_str(&first, "short_id"));
+
+    let out = repo.run(["ls", "latest"]);
+    out.assert_code(EXIT_FATAL)
+        .assert_output_contains("first.txt")
+        .assert_output_contains("cannot be read");
+    assert!(!out.stdout_str().contains("second.txt"));
+
+    // A backup still works, with the newest readable snapshot as its parent.
+    let third = repo.backup(&[&src], &[]);
+    assert_eq!(third["parent"], first["snapshot_id"]);
+}
+
+/// Regression: after a disk-full failure a 3.7 MB file stayed in `tmp/`, every later backup failed
+/// with ENOSPC until it was deleted by hand, and `check` never mentioned it. `check` reports staging
+/// files; a backup removes those whose writer is gone (a process of this host that ended, or an age
+/// no write reaches) and leaves a live writer's alone.
+#[test]
+fn leftover_temporary_files_are_reported_and_removed_safely() {
+    use std::time::{Duration, SystemTime};
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    write_file(&src.join("a"), b"a");
+    repo.backup(&[&src], &[]);
+    // What a crashed writer of this host leaves (its process has ended), one of another host long
+    // ago, and one of a writer still running (this test process).
+    let tmp = repo.path.join("tmp");
+    let scope = staging_scope();
+    let dead = tmp.join(format!("{scope}.{}-00000000deadbeef", dead_pid()));
+    let old = tmp.join("otherhost-0000000000000001");
+    let live = tmp.join(format!("{scope}.{}-0000000000000002", std::process::id()));
+    write_random_file(&dead, 1, 3_700_000);
+    write_file(&old, b"old");
+    write_file(&live, b"live");
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    let secs = two_hours_ago
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    set_mtime(&old, secs as i64, 0);
+
+    let out = repo.run(["check", "--json"]);
+    out.assert_success();
+    let r = out.json();
+    assert_eq!(r["staging_files"], 3, "{r}");
+    assert_eq!(r["staging_stale"], 2, "{r}");
+    assert!(json_u64(&r, "staging_bytes") >= 3_700_000);
+    repo.run(["check"])
+        .assert_success()
+        .assert_output_contains("3 temporary file(s)");
+
+    write_file(&src.join("b"), b"b");
+    repo.backup(&[&src], &[]);
+    assert!(
+        !dead.exists() && !old.exists(),
+        "stale staging files are removed"
+    );
+    assert!(live.exists(), "a live writer's staging file is left alone");
+}
+
+/// The `<boot id prefix>.<pid namespace>` that names this host's processes in staging files.
+fn staging_scope() -> String {
+    let boot: String = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .chars()
+        .take(8)
+        .collect();
+    let ns: String = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .display()
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("{boot}.{ns}")
+}
+
+/// A PID no process has: one of a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
