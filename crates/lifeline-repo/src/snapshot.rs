@@ -22,6 +22,10 @@ pub struct Summary {
 pub struct ItemError {
     pub path: String,
     pub message: String,
+    /// The item was stored, but it changed while it was read (its tree node says so too); otherwise
+    /// it could not be read and is missing from the snapshot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changed_while_read: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,6 +61,10 @@ pub struct Node {
     pub target: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
+    /// The file changed while it was read: the stored bytes may mix old and new content. Omitted
+    /// when false, so trees of quiet files encode as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changed_while_read: bool,
 }
 
 mod opt_bytes {
@@ -99,6 +103,7 @@ impl Node {
             subtree: None,
             target: None,
             rdev: None,
+            changed_while_read: false,
         }
     }
 }

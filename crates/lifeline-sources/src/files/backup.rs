@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
+use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use lifeline_repo::tree::{ContentRef, Node, NodeType, Tree};
 use lifeline_repo::{Bundle, Id, Result, Writer, BUNDLE_FILE_LIMIT};
 use rayon::prelude::*;
 
-use super::metadata::{node_from, unchanged};
+use super::metadata::{change_while_read, node_from, unchanged};
 use crate::Progress;
 
 pub struct BackupResult {
@@ -99,6 +100,22 @@ impl Session<'_, '_> {
             errors.push(ItemError {
                 path: path.display().to_string(),
                 message: err.to_string(),
+                changed_while_read: false,
+            });
+        }
+    }
+
+    /// A file stored as read although it changed meanwhile: marked in its node and in the
+    /// snapshot's item list, so the backup ends with the partial-success code.
+    fn record_changed(&self, path: &Path, node: &mut Node, what: String) {
+        node.changed_while_read = true;
+        if let Ok(mut errors) = self.errors.lock() {
+            errors.push(ItemError {
+                path: path.display().to_string(),
+                message: format!(
+                    "changed while it was read ({what}); the stored copy may be inconsistent"
+                ),
+                changed_while_read: true,
             });
         }
     }
@@ -173,10 +190,13 @@ impl Session<'_, '_> {
                     self.progress.bytes(meta.len());
                     self.file_counted(&node, Some(true));
                 } else {
-                    match self.file_content(path) {
-                        Ok((content, size)) => {
+                    match self.file_content(path, meta) {
+                        Ok((content, size, change)) => {
                             node.size = Some(size);
                             node.content = Some(content);
+                            if let Some(what) = change {
+                                self.record_changed(path, &mut node, what);
+                            }
                             self.file_counted(&node, old.map(|_| false));
                         }
                         // Only a failure to read the source is the item's problem; a repository
@@ -217,10 +237,21 @@ impl Session<'_, '_> {
         self.progress.file_done(size);
     }
 
-    fn file_content(&self, path: &Path) -> Result<(Vec<ContentRef>, u64)> {
-        let file = File::open(path).map_err(|e| lifeline_repo::Error::io(path, e))?;
-        self.writer
-            .add_stream(file, ChunkProfile::Files, path, &|n| self.progress.bytes(n))
+    /// The file's chunks and size as read, and how it changed while it was read, if it did.
+    fn file_content(
+        &self,
+        path: &Path,
+        before: &Metadata,
+    ) -> Result<(Vec<ContentRef>, u64, Option<String>)> {
+        let io = |e| lifeline_repo::Error::io(path, e);
+        let file = File::open(path).map_err(io)?;
+        let (content, size) = self
+            .writer
+            .add_stream(&file, ChunkProfile::Files, path, &|n| {
+                self.progress.bytes(n)
+            })?;
+        let after = file.metadata().map_err(io)?;
+        Ok((content, size, change_while_read(before, &after, size)))
     }
 
     /// A directory's tree. Small changed files are read in name order into bundles; everything else
@@ -304,8 +335,8 @@ impl Session<'_, '_> {
                 Ok(())
             };
         for (name, path, meta) in files {
-            let data = match fs::read(path) {
-                Ok(data) => data,
+            let (data, change) = match read_small(path, meta) {
+                Ok(read) => read,
                 Err(e) => {
                     self.record_error(path, e);
                     continue;
@@ -313,6 +344,9 @@ impl Session<'_, '_> {
             };
             let mut node = node_from(name.as_bytes().to_vec(), meta);
             node.size = Some(data.len() as u64);
+            if let Some(what) = change {
+                self.record_changed(path, &mut node, what);
+            }
             self.progress.bytes(data.len() as u64);
             let offset = bundle.push(&data);
             pending.push((
@@ -328,6 +362,16 @@ impl Session<'_, '_> {
         seal(&mut bundle, &mut pending)?;
         Ok(done)
     }
+}
+
+/// A small file's bytes, and how it changed while it was read, if it did.
+fn read_small(path: &Path, before: &Metadata) -> std::io::Result<(Vec<u8>, Option<String>)> {
+    let mut file = File::open(path)?;
+    let mut data = Vec::with_capacity(before.len() as usize);
+    file.read_to_end(&mut data)?;
+    let after = file.metadata()?;
+    let change = change_while_read(before, &after, data.len() as u64);
+    Ok((data, change))
 }
 
 fn find<'t>(tree: Option<&'t Tree>, name: &OsString) -> Option<&'t Node> {

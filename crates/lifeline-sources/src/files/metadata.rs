@@ -46,16 +46,41 @@ pub fn node_from(name: Vec<u8>, meta: &Metadata) -> Node {
         subtree: None,
         target: None,
         rdev: matches!(node_type, NodeType::Chardev | NodeType::Blockdev).then(|| meta.rdev()),
+        changed_while_read: false,
     }
 }
 
 /// A file is unchanged when size, mtime, ctime and inode all match: then its chunks are reused without
-/// reading it.
+/// reading it. A copy taken while the file changed is never reused: it may be inconsistent.
 pub fn unchanged(old: &Node, new: &Node) -> bool {
     old.node_type == NodeType::File
         && old.content.is_some()
+        && !old.changed_while_read
         && old.size == new.size
         && old.mtime == new.mtime
         && old.ctime == new.ctime
         && old.inode == new.inode
+}
+
+/// How a file changed between the stat before reading it (`before`) and the stat of the open handle
+/// after (`after`), given the bytes actually read; `None` when it held still.
+pub fn change_while_read(before: &Metadata, after: &Metadata, read: u64) -> Option<String> {
+    let mut what = Vec::new();
+    if after.ino() != before.ino() {
+        what.push("replaced by another file".to_string());
+    }
+    if read != before.len() || after.len() != before.len() {
+        what.push(format!(
+            "size {} bytes when listed, {read} read, {} after",
+            before.len(),
+            after.len()
+        ));
+    }
+    if nanos(after.mtime(), after.mtime_nsec()) != nanos(before.mtime(), before.mtime_nsec()) {
+        what.push("modified".to_string());
+    } else if nanos(after.ctime(), after.ctime_nsec()) != nanos(before.ctime(), before.ctime_nsec())
+    {
+        what.push("status changed".to_string());
+    }
+    (!what.is_empty()).then(|| what.join(", "))
 }

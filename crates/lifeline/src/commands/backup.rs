@@ -166,16 +166,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             s.duration_ms as f64 / 1000.0
         );
         for e in &snapshot.errors {
-            eprintln!("warning: could not read {}: {}", e.path, e.message);
+            if e.changed_while_read {
+                eprintln!("warning: {}: {}", e.path, e.message);
+            } else {
+                eprintln!("warning: could not read {}: {}", e.path, e.message);
+            }
         }
         println!("snapshot {} saved", id.short());
     }
     if snapshot.errors.is_empty() {
         Ok(exit::OK)
     } else {
+        let changed = snapshot
+            .errors
+            .iter()
+            .filter(|e| e.changed_while_read)
+            .count();
         eprintln!(
-            "{} item(s) could not be read; the snapshot records them (exit code {})",
-            snapshot.errors.len(),
+            "{} item(s) could not be read and {changed} changed while read; the snapshot records them (exit code {})",
+            snapshot.errors.len() - changed,
             exit::PARTIAL
         );
         Ok(exit::PARTIAL)
