@@ -5,6 +5,7 @@ mod commands;
 mod context;
 mod exit;
 mod key_file;
+mod names;
 mod options;
 mod password;
 mod progress;

@@ -240,3 +240,123 @@ fn dead_pid() -> u32 {
     child.wait().unwrap();
     pid
 }
+
+/// Regression: a file that grew while it was read was stored silently, truncated to what was read.
+/// It is detected (size, mtime, ctime before and after), warned about, marked in the snapshot (its
+/// node and the item list), the backup exits 3, and the next backup reads it again.
+#[test]
+fn a_file_that_grows_while_it_is_read_is_marked_and_exits_3() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    let growing = src.join("growing.log");
+    // Big enough that reading it takes far longer than the appender's pause.
+    write_random_file(&growing, 1, 48 * MIB);
+    write_file(&src.join("quiet.txt"), b"still");
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (stop, path) = (stop.clone(), growing.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"one more line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let out = repo.run([
+        std::ffi::OsStr::new("backup"),
+        std::ffi::OsStr::new("--json"),
+        src.as_os_str(),
+    ]);
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    out.assert_code(EXIT_PARTIAL);
+    let errors = out.json()["errors"].as_array().unwrap().clone();
+    assert_eq!(errors.len(), 1, "only the growing file: {errors:?}");
+    assert!(json_str(&errors[0], "path").ends_with("growing.log"));
+    assert_eq!(errors[0]["changed_while_read"], true);
+    assert!(json_str(&errors[0], "message").contains("changed while it was read"));
+
+    let listing = repo.run(["ls", "latest", "--json"]);
+    listing.assert_success();
+    let marked: Vec<String> = listing
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["changed_while_read"] == true)
+        .map(|n| json_str(n, "path").to_string())
+        .collect();
+    assert_eq!(marked.len(), 1, "{marked:?}");
+    assert!(marked[0].ends_with("growing.log"));
+    let snap = repo.snapshots().pop().unwrap();
+    assert_eq!(snap["errors"][0]["changed_while_read"], true);
+
+    // Quiet now: the next backup reads it again (the marked copy is never reused) and is clean.
+    let again = repo.backup(&[&src], &[]);
+    assert_eq!(json_u64(&again, "files_changed"), 1, "{again}");
+    assert_eq!(json_u64(&again, "files_unmodified"), 1, "{again}");
+    assert!(again["errors"].as_array().unwrap().is_empty());
+    assert_eq!(
+        repo.dump("latest", &growing),
+        std::fs::read(&growing).unwrap()
+    );
+}
+
+/// Regression: names that are not UTF-8 were shown with U+FFFD by `ls` and `ls --json`, so they
+/// could not be given back to `dump` or `restore`. They print as `\xNN` (a backslash as `\\`),
+/// one line each, and that form is accepted back.
+#[test]
+fn non_utf8_names_print_escaped_and_are_accepted_back() {
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    let latin1 = src.join(os(b"caf\xe9"));
+    let odd_dir = src.join(os(b"dir-\xff\n"));
+    let slash = src.join("back\\slash");
+    write_file(&latin1, b"latin-1 name");
+    write_file(&odd_dir.join("child"), b"below a newline");
+    write_file(&slash, b"a real backslash");
+    repo.backup(&[&src], &[]);
+    let shown = |p: &std::path::Path| {
+        p.to_str()
+            .map(|s| s.replace('\\', "\\\\"))
+            .unwrap_or_default()
+    };
+    let src_shown = shown(&src);
+    let expected = [
+        format!("{src_shown}/caf\\xe9"),
+        format!("{src_shown}/dir-\\xff\\x0a"),
+        format!("{src_shown}/dir-\\xff\\x0a/child"),
+        format!("{src_shown}/back\\\\slash"),
+    ];
+
+    let text = repo.run(["ls", "latest"]);
+    text.assert_success();
+    let listed = lines(&text);
+    let json: Vec<String> = repo
+        .run(["ls", "latest", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| json_str(n, "path").to_string())
+        .collect();
+    for e in &expected {
+        assert!(listed.contains(e), "text ls lacks {e}: {listed:?}");
+        assert!(json.contains(e), "ls --json lacks {e}: {json:?}");
+    }
+    assert!(!text.stdout_str().contains('\u{fffd}'));
+
+    // The printed form is accepted back by dump and ls, and so is a raw name with a backslash.
+    assert_eq!(repo.dump("latest", &expected[0]), b"latin-1 name");
+    assert_eq!(repo.dump("latest", &expected[2]), b"below a newline");
+    assert_eq!(repo.dump("latest", &expected[3]), b"a real backslash");
+    assert_eq!(repo.dump("latest", &slash), b"a real backslash");
+    let under = repo.run(["ls", "latest", expected[1].as_str()]);
+    under.assert_success();
+    assert_eq!(lines(&under), [expected[1].clone(), expected[2].clone()]);
+}

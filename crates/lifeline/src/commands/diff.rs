@@ -4,6 +4,7 @@ use lifeline_repo::diff::{diff, Change};
 
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::names;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,7 +29,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "from": a_id.to_hex(),
             "to": b_id.to_hex(),
             "changes": changes.iter().map(|(p, c)| serde_json::json!({
-                "path": String::from_utf8_lossy(p),
+                "path": names::escape(p),
                 "change": c,
             })).collect::<Vec<_>>(),
             "added": count(Change::Added),
@@ -40,10 +41,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     for (path, change) in &changes {
-        // Raw bytes: names need not be UTF-8.
-        write!(out, "{} ", change.symbol())?;
-        out.write_all(path)?;
-        out.write_all(b"\n")?;
+        writeln!(out, "{} {}", change.symbol(), names::escape(path))?;
     }
     writeln!(
         out,

@@ -4,16 +4,16 @@ use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context as _};
 use lifeline_repo::tree::NodeType;
-use lifeline_repo::walk::lookup;
 
 use crate::context::Context;
 use crate::exit;
+use crate::names;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Snapshot ID prefix, or `latest`
     snapshot: String,
-    /// Path of the file in the snapshot (for a --stdin snapshot, its name)
+    /// Path of the file in the snapshot (for a --stdin snapshot, its name), as `ls` prints it
     path: OsString,
 }
 
@@ -21,14 +21,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let (_, snap) = repo.find_snapshot(&args.snapshot)?;
     let reader = repo.reader()?;
-    let shown = args.path.to_string_lossy();
-    let Some(node) = lookup(&reader, snap.tree, args.path.as_bytes())? else {
-        bail!("{shown:?} is not in snapshot {}", args.snapshot);
+    let Some((path, node)) = names::lookup_arg(&reader, snap.tree, args.path.as_bytes())? else {
+        bail!(
+            "{} is not in snapshot {}",
+            names::escape(args.path.as_bytes()),
+            args.snapshot
+        );
     };
+    let shown = names::escape(&path);
     if node.node_type != NodeType::File {
         bail!(
-            "{:?} is a {:?}, not a file; use `restore` for directories",
-            args.path,
+            "{shown} is a {:?}, not a file; use `restore` for directories",
             node.node_type
         );
     }

@@ -9,6 +9,7 @@ use lifeline_repo::find::{find, Pattern};
 
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::names;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,7 +52,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     "time": s.time,
                     "hostname": s.hostname,
                     "matches": hits.iter().map(|(p, n)| serde_json::json!({
-                        "path": String::from_utf8_lossy(p),
+                        "path": names::escape(p),
                         "type": n.node_type,
                         "size": n.size,
                         "mtime_ns": n.mtime,
@@ -66,8 +67,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     for (id, s, hits) in &found {
         writeln!(out, "snapshot {} ({}, {}):", id.short(), s.time, s.hostname)?;
         for (path, node) in hits {
-            out.write_all(b"  ")?;
-            out.write_all(path)?;
+            write!(out, "  {}", names::escape(path))?;
             match node.size {
                 Some(size) => writeln!(out, "  {size} bytes")?,
                 None => writeln!(out)?,

@@ -4,9 +4,10 @@ use std::os::unix::ffi::OsStrExt;
 
 use anyhow::bail;
 use lifeline_repo::tree::NodeType;
-use lifeline_repo::walk::{lookup, walk};
+use lifeline_repo::walk::walk;
 
 use crate::context::{print_json, Context};
+use crate::names;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,7 +32,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         rows.push((path.to_vec(), node.clone()));
         Ok(())
     };
-    // `/a//b/` and `a/b` both mean `/a/b`; names need not be UTF-8.
+    // `/a//b/` and `a/b` both mean `/a/b`; names need not be UTF-8, and their printed form is
+    // accepted back.
     let start: Vec<u8> = args
         .path
         .as_ref()
@@ -44,10 +46,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     if start.is_empty() {
         walk(&reader, snap.tree, b"", &mut collect)?;
     } else {
-        let Some(node) = lookup(&reader, snap.tree, &start)? else {
+        let Some((start, node)) = names::lookup_arg(&reader, snap.tree, &start)? else {
             bail!(
-                "{:?} is not in snapshot {}",
-                String::from_utf8_lossy(&start),
+                "{} is not in snapshot {}",
+                names::escape(&start),
                 args.snapshot
             );
         };
@@ -61,21 +63,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             .iter()
             .map(|(path, n)| {
                 serde_json::json!({
-                    "path": String::from_utf8_lossy(path),
+                    "path": names::escape(path),
                     "type": n.node_type,
                     "size": n.size,
                     "mode": format!("{:o}", n.mode),
                     "mtime_ns": n.mtime,
+                    "changed_while_read": n.changed_while_read,
                 })
             })
             .collect();
         print_json(&json)?;
     } else {
-        // Raw bytes: names need not be UTF-8.
         let mut out = std::io::stdout().lock();
         for (path, _) in rows {
-            out.write_all(&path)?;
-            out.write_all(b"\n")?;
+            writeln!(out, "{}", names::escape(&path))?;
         }
     }
     Ok(super::snapshots::report_damaged(&damaged))
