@@ -26,6 +26,7 @@ pub mod retention;
 pub mod session;
 pub mod snapshot;
 pub mod stats;
+pub mod status;
 pub mod storage;
 pub mod tree;
 pub mod verification;

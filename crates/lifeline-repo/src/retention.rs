@@ -89,7 +89,7 @@ impl GroupBy {
         Ok(g)
     }
 
-    fn key(&self, s: &Snapshot) -> GroupKey {
+    pub(crate) fn key(&self, s: &Snapshot) -> GroupKey {
         GroupKey {
             host: self.host.then(|| s.hostname.clone()),
             kind: self.kind.then(|| s.kind.clone()),

@@ -41,6 +41,8 @@ pub enum Command {
     Backup(commands::backup::Args),
     /// List snapshots
     Snapshots(commands::snapshots::Args),
+    /// The newest snapshot of every source and its age, incomplete snapshots, repository size
+    Status(commands::status::Args),
     /// List the files in a snapshot
     Ls(commands::ls::Args),
     /// Restore a snapshot into a directory

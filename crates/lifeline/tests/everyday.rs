@@ -360,3 +360,94 @@ fn non_utf8_names_print_escaped_and_are_accepted_back() {
     under.assert_success();
     assert_eq!(lines(&under), [expected[1].clone(), expected[2].clone()]);
 }
+
+/// Missing: the age of the newest backup at a glance. `snapshots` shows each snapshot's age and
+/// marks incomplete ones; `status` gives every group's newest snapshot, its age, its incomplete
+/// snapshots and the repository's size, and `--max-age` turns a stale group into exit 1.
+#[test]
+fn status_shows_each_groups_newest_snapshot_its_age_and_incomplete_ones() {
+    let repo = Repo::init();
+    let docs = repo.sandbox.mkdir("docs");
+    let config = repo.sandbox.mkdir("config");
+    write_file(&docs.join("a.pdf"), b"scan");
+    write_file(&config.join("app.toml"), b"x = 1");
+    let at = |hours: i64| (chrono::Utc::now() - chrono::Duration::hours(hours)).to_rfc3339();
+    repo.backup(&[&docs], &["--time", &at(72)]);
+    repo.backup(&[&docs], &["--time", &at(2)]);
+    // A file that cannot be read (even by root: reading a process's memory at 0 is EIO): the
+    // snapshot is stored, but incomplete.
+    repo.run([
+        std::ffi::OsStr::new("backup"),
+        config.as_os_str(),
+        std::ffi::OsStr::new("/proc/self/mem"),
+    ])
+    .assert_code(EXIT_PARTIAL);
+
+    let out = repo.run(["status", "--json"]);
+    out.assert_success();
+    let v = out.json();
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{v}");
+    let docs_group = groups
+        .iter()
+        .find(|g| g["group"]["paths"][0] == docs.to_str().unwrap())
+        .unwrap();
+    assert_eq!(docs_group["snapshots"], 2);
+    assert_eq!(docs_group["incomplete"], 0);
+    let age = json_u64(&docs_group["newest"], "age_seconds");
+    assert!((7_100..7_500).contains(&age), "age of the newest: {age}");
+    let config_group = groups.iter().find(|g| g != &docs_group).unwrap();
+    assert_eq!(config_group["incomplete"], 1);
+    assert_eq!(config_group["newest"]["incomplete"], true);
+    assert_eq!(v["snapshots"], 3);
+    assert_eq!(v["incomplete"], 1);
+    assert!(json_u64(&v["repository"], "pack_bytes") > 0);
+
+    let text = repo.run(["status"]);
+    text.assert_success();
+    let t = text.stdout_str();
+    assert!(t.contains("age 2h 0"), "{t}");
+    assert!(t.contains("INCOMPLETE"), "{t}");
+
+    // Stale: the docs group's newest is two hours old.
+    let late = repo.run(["status", "--max-age", "1h", "--json"]);
+    late.assert_code(EXIT_FATAL);
+    let v = late.json();
+    let late_groups: Vec<&serde_json::Value> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["late"] == true)
+        .collect();
+    assert_eq!(late_groups.len(), 1);
+    assert_eq!(late_groups[0]["group"]["paths"][0], docs.to_str().unwrap());
+    repo.run(["status", "--max-age", "3h"]).assert_success();
+
+    let listing = repo.run(["snapshots"]);
+    listing.assert_success();
+    let rows = lines(&listing);
+    let row_of = |path: &std::path::Path| {
+        rows.iter()
+            .filter(|l| {
+                l.ends_with(path.to_str().unwrap()) || l.contains(&format!("  {}", path.display()))
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        row_of(&docs).iter().any(|l| l.contains("3d 00h")),
+        "{rows:?}"
+    );
+    assert!(
+        row_of(&docs).iter().any(|l| l.contains("2h 00m")),
+        "{rows:?}"
+    );
+    assert!(
+        row_of(&config)
+            .iter()
+            .any(|l| l.contains(" I ") || l.contains(" IH")),
+        "incomplete flag: {rows:?}"
+    );
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.iter().filter(|s| s["incomplete"] == true).count(), 1);
+}

@@ -16,6 +16,7 @@ pub mod prune;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
+pub mod status;
 
 use crate::cli::{Cli, Command};
 use crate::context::Context;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Prune(args) => prune::run(&ctx, args),
         Command::Hold(args) => hold::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
         Command::Diff(args) => diff::run(&ctx, args),
         Command::Find(args) => find::run(&ctx, args),
     }

@@ -4,6 +4,7 @@ use lifeline_repo::verification::{Outcome, Verifications, Verified};
 use lifeline_repo::Id;
 
 use crate::commands::backup::human_bytes;
+use crate::commands::status::human_age;
 use crate::context::{print_json, Context};
 use crate::exit;
 
@@ -33,6 +34,7 @@ fn to_json(
         "source": s.source,
         "hold": hold,
         "verified": verified,
+        "incomplete": !s.errors.is_empty(),
     })
 }
 
@@ -51,14 +53,19 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
         return Ok(report_damaged(&list.damaged));
     }
     println!(
-        "{:<8}  {:<25}  {:<12}  {:>10}  {:<5}  {:<20}  paths",
-        "ID", "time", "host", "size", "flags", "tags"
+        "{:<8}  {:<25}  {:>7}  {:<12}  {:>10}  {:<5}  {:<20}  paths",
+        "ID", "time", "age", "host", "size", "flags", "tags"
     );
+    let now = chrono::Utc::now();
     for (id, s) in snapshots {
         let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let time = s.timestamp().format("%Y-%m-%d %H:%M:%S %z").to_string();
+        let age = (now - s.timestamp().with_timezone(&chrono::Utc))
+            .num_seconds()
+            .max(0) as u64;
         let flags = format!(
-            "{}{}",
+            "{}{}{}",
+            if s.errors.is_empty() { "" } else { "I" },
             if holds.is_held(id) { "H" } else { "" },
             match verified.get(id).map(|v| v.result) {
                 Some(Outcome::Ok) => "V",
@@ -67,9 +74,10 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
             }
         );
         println!(
-            "{:<8}  {:<25}  {:<12}  {:>10}  {:<5}  {:<20}  {}",
+            "{:<8}  {:<25}  {:>7}  {:<12}  {:>10}  {:<5}  {:<20}  {}",
             id.short(),
             time,
+            human_age(age),
             s.hostname,
             human_bytes(s.summary.bytes),
             flags,
@@ -79,7 +87,9 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
     }
     println!("{} snapshot(s)", snapshots.len());
     if !snapshots.is_empty() {
-        println!("flags: H under legal hold, V data verified, ! verification found damage");
+        println!(
+            "flags: I incomplete (items unreadable or changed while read), H under legal hold, V data verified, ! verification found damage"
+        );
     }
     Ok(report_damaged(&list.damaged))
 }
