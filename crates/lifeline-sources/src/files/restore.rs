@@ -394,7 +394,8 @@ impl Session<'_, '_> {
                     })?;
                 // Beyond the old end an all-zero chunk is a hole: set_len below reads as zeros.
                 let hole = pos >= old_len && slice.iter().all(|&b| b == 0);
-                if !(on_disk && slice == local.as_slice()) && !hole {
+                let same = on_disk && slice == local.as_slice();
+                if !(same || hole) {
                     file.write_all_at(slice, pos).map_err(io)?;
                     written += len;
                 }
