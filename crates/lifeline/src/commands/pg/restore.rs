@@ -1,5 +1,5 @@
-//! `pg restore`: point-in-time recovery into a new data directory, optionally started and watched
-//! until it reaches the target.
+//! `pg restore`: point-in-time recovery into a new data directory (or, with `--delta`, in place into
+//! a stopped copy of the cluster), optionally started and watched until it reaches the target.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,18 +11,24 @@ use lifeline_sources::files;
 use lifeline_sources::postgres::catalog::{self, keys};
 use lifeline_sources::postgres::recovery::{self, Action, Plan, Target, TimelineChoice};
 use lifeline_sources::postgres::wal::Lsn;
-use lifeline_sources::postgres::{tools, vector};
+use lifeline_sources::postgres::{delta, socket, tools, vector};
 
 use super::Pg;
+use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Data directory to create (must not exist, or be empty)
+    /// Data directory to create (must not exist, or be empty; see --delta)
     #[arg(long, value_name = "DIR")]
     pgdata: PathBuf,
+
+    /// Restore in place into a stopped data directory of the same cluster: files equal to the
+    /// backup's are kept, only differing chunks are written, files the backup lacks are removed
+    #[arg(long)]
+    delta: bool,
 
     /// Recover to this time (RFC 3339, or 2026-11-22 10:00:00+00); stops before the first commit after it
     #[arg(long, group = "recovery_target", value_name = "TIME")]
@@ -131,7 +137,9 @@ impl Args {
 pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
     let started = Instant::now();
     let target = args.target()?;
-    check_empty(&args.pgdata)?;
+    if !args.delta {
+        check_empty(&args.pgdata)?;
+    }
     let repo = ctx.open()?;
     let backups = catalog::of_cluster(catalog::base_backups(&repo)?, args.system_id)?;
     let plan = recovery::plan(
@@ -151,11 +159,19 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         tools.check_version("pg_ctl", plan.backup().major)?;
     }
 
-    let reader = repo.reader()?;
     let pgdata = absolute(&args.pgdata)?;
+    if args.delta {
+        delta::check_target(&pgdata, &plan)?;
+    }
+    let reader = repo.reader()?;
     let total: u64 = plan.chain.iter().map(|b| b.snapshot.summary.bytes).sum();
     let bar = Bar::new(ctx.json, Some(total));
-    if let [only] = plan.chain.as_slice() {
+    let mut delta_result = None;
+    if args.delta {
+        let result = delta::restore(&reader, &plan, &pgdata, &bar)?;
+        first_error(&result)?;
+        delta_result = Some(result);
+    } else if let [only] = plan.chain.as_slice() {
         restore_tree(&reader, only.snapshot.tree, &pgdata, &bar)?;
     } else {
         combine(pg, &reader, &plan, &pgdata, &bar)?;
@@ -186,6 +202,16 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         "last_archived_segment": plan.last_segment,
         "restore_ms": restored_ms,
     });
+    if let Some(d) = &delta_result {
+        report["delta"] = serde_json::json!({
+            "files_checked": d.files,
+            "files_rewritten": d.files - d.unchanged,
+            "files_unchanged": d.unchanged,
+            "entries_removed": d.removed,
+            "bytes_checked": d.bytes,
+            "bytes_written": d.bytes_written,
+        });
+    }
     if !ctx.json {
         println!(
             "restored base backup {} ({} of cluster {}, WAL from {}) into {} in {:.1} s",
@@ -196,6 +222,17 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
             pgdata.display(),
             restored_ms as f64 / 1000.0
         );
+        if let Some(d) = &delta_result {
+            println!(
+                "delta: {} files checked, {} rewritten ({} written of {}), {} unchanged; {} entries the backup does not hold removed",
+                d.files,
+                d.files - d.unchanged,
+                human_bytes(d.bytes_written),
+                human_bytes(d.bytes),
+                d.unchanged,
+                d.removed
+            );
+        }
         println!(
             "recovery will follow timeline {} to {}, through segment {} at most",
             plan.timeline, plan.target, plan.last_segment
@@ -238,7 +275,7 @@ fn check_empty(pgdata: &Path) -> anyhow::Result<()> {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 bail!(
-                    "{} is not empty: restore into a new or empty directory (a running cluster's data directory is never overwritten)",
+                    "{} is not empty: restore into a new or empty directory, or pass --delta to update a stopped copy of this cluster in place (a running cluster's data directory is never overwritten)",
                     pgdata.display()
                 );
             }
@@ -261,7 +298,10 @@ fn restore_tree(
     dir: &Path,
     bar: &Bar,
 ) -> anyhow::Result<()> {
-    let result = files::restore(reader, tree, dir, bar)?;
+    first_error(&files::restore(reader, tree, dir, bar)?)
+}
+
+fn first_error(result: &files::RestoreResult) -> anyhow::Result<()> {
     if let Some((path, err)) = result.errors.first() {
         bail!(
             "{} file(s) could not be restored, first {}: {err}",
@@ -364,6 +404,9 @@ fn shell_quote(word: &str) -> String {
 /// What a started recovery reached.
 struct Reached {
     port: u16,
+    sockets: socket::Sockets,
+    /// The connection string the check connected with (none after a shutdown at the target).
+    connection: Option<String>,
     state: &'static str,
     lsn: Option<String>,
     last_commit: Option<String>,
@@ -378,6 +421,9 @@ impl Reached {
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "port": self.port,
+            "socket_directories": self.sockets.dirs,
+            "socket_notes": self.sockets.notes,
+            "connection": self.connection,
             "state": self.state,
             "replay_lsn": self.lsn,
             "last_commit_time": self.last_commit,
@@ -402,6 +448,12 @@ impl Reached {
         }
         if let Some(line) = &self.stop_line {
             out.push_str(&format!("\n  {line}"));
+        }
+        for note in &self.sockets.notes {
+            out.push_str(&format!("\n  note: {note}"));
+        }
+        if let Some(url) = &self.connection {
+            out.push_str(&format!("\n  connect: psql '{url}'"));
         }
         if self.vector_checks > 0 {
             out.push_str(&format!(
@@ -430,11 +482,14 @@ fn start_and_wait(pg: &Pg, plan: &Plan, pgdata: &Path, args: &Args) -> anyhow::R
         None => free_port()?,
     };
     let log = PathBuf::from(format!("{}.recovery.log", pgdata.display()));
-    let socket_dir = std::env::temp_dir();
-    let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-        socket_dir.display()
-    );
+    // The cluster's own socket directories, so its clients and pg_hba.conf's `local` lines work
+    // as before; only those that cannot hold a socket here are replaced (and the report says so).
+    let sockets = socket::for_data_dir(&tools, pgdata, &std::env::temp_dir())?;
+    // pg_ctl hands -o to a shell.
+    let mut options = format!("-p {port} -c listen_addresses=127.0.0.1");
+    if sockets.replaced {
+        options.push_str(&format!(" -k {}", shell_quote(&sockets.setting())));
+    }
     let mut cmd = tools.command("pg_ctl");
     cmd.arg("-D")
         .arg(pgdata)
@@ -451,7 +506,14 @@ fn start_and_wait(pg: &Pg, plan: &Plan, pgdata: &Path, args: &Args) -> anyhow::R
         );
     }
 
-    let url = server_url(backup, port);
+    let (user, db) = server_role(backup);
+    // The socket first: local connections are the ones a fresh cluster's pg_hba.conf trusts.
+    let urls: Vec<String> = sockets
+        .client_dir()
+        .map(|dir| socket::socket_url(&user, &db, dir, port))
+        .into_iter()
+        .chain([socket::tcp_url(&user, &db, port)])
+        .collect();
     let deadline = started + Duration::from_secs(args.start_timeout);
     let action = args.action();
     loop {
@@ -470,6 +532,8 @@ fn start_and_wait(pg: &Pg, plan: &Plan, pgdata: &Path, args: &Args) -> anyhow::R
             if action == Action::Shutdown && stop_line.is_some() {
                 return Ok(Reached {
                     port,
+                    sockets,
+                    connection: None,
                     state: "shut down at the target",
                     lsn: None,
                     last_commit: None,
@@ -487,7 +551,7 @@ fn start_and_wait(pg: &Pg, plan: &Plan, pgdata: &Path, args: &Args) -> anyhow::R
                 tail(&log_text, 15)
             );
         }
-        let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) else {
+        let Some((url, mut client)) = urls.iter().find_map(|url| Some((url, connect(url)?))) else {
             continue;
         };
         let Ok(row) = client.query_one(
@@ -518,6 +582,8 @@ fn start_and_wait(pg: &Pg, plan: &Plan, pgdata: &Path, args: &Args) -> anyhow::R
         };
         return Ok(Reached {
             port,
+            connection: Some(url.clone()),
+            sockets,
             state,
             lsn: row.get(2),
             last_commit: row.get(3),
@@ -530,8 +596,8 @@ fn start_and_wait(pg: &Pg, plan: &Plan, pgdata: &Path, args: &Args) -> anyhow::R
     }
 }
 
-/// The backup's database on the restored server, as the same role.
-fn server_url(backup: &catalog::BaseBackup, port: u16) -> String {
+/// The backup's role and database, to connect to the restored server with.
+fn server_role(backup: &catalog::BaseBackup) -> (String, String) {
     let original: Option<postgres::Config> = backup
         .snapshot
         .source
@@ -545,7 +611,16 @@ fn server_url(backup: &catalog::BaseBackup, port: u16) -> String {
         .as_ref()
         .and_then(|c| c.get_dbname().map(str::to_string))
         .unwrap_or_else(|| "postgres".into());
-    format!("host=127.0.0.1 port={port} user={user} dbname={db} connect_timeout=5")
+    (user, db)
+}
+
+/// A connection that gives up after 5 s (the server may still be starting).
+fn connect(url: &str) -> Option<postgres::Client> {
+    let mut config: postgres::Config = url.parse().ok()?;
+    config
+        .connect_timeout(Duration::from_secs(5))
+        .connect(postgres::NoTls)
+        .ok()
 }
 
 /// Re-run the backup's pgvector checks on a server recovered to the backup's own end.
