@@ -6,5 +6,5 @@ mod restore;
 mod sync;
 
 pub use backup::{backup, BackupResult};
-pub use restore::{restore, RestoreResult};
+pub use restore::{restore, Matcher, Overwrite, RestoreOptions, RestoreResult, Selection};
 pub use sync::sync_tree;

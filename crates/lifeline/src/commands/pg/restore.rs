@@ -261,7 +261,7 @@ fn restore_tree(
     dir: &Path,
     bar: &Bar,
 ) -> anyhow::Result<()> {
-    let result = files::restore(reader, tree, dir, bar)?;
+    let result = files::restore(reader, tree, dir, &files::RestoreOptions::default(), bar)?;
     if let Some((path, err)) = result.errors.first() {
         bail!(
             "{} file(s) could not be restored, first {}: {err}",
