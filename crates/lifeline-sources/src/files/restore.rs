@@ -1,38 +1,87 @@
-//! Restore a snapshot tree into a directory: a new one, or (delta) one that already holds an older
-//! or diverged copy, which is made equal to the snapshot by writing only the chunks that differ.
+//! Restore a snapshot tree into a directory: all of it or a selection, merged with what the target
+//! already holds as the overwrite policy says, and optionally pruned to match the snapshot. In
+//! place (delta), existing files are compared chunk by chunk and only differing chunks written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, FileExt, PermissionsExt};
+use std::os::unix::fs::{symlink, FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filetime::FileTime;
-use lifeline_repo::tree::{ContentRef, Node, NodeType};
+use lifeline_repo::tree::{ContentRef, Node, NodeType, Tree};
+use lifeline_repo::walk::components;
 use lifeline_repo::{BlobReader, Error, Id, Result};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use rayon::prelude::*;
 
 use crate::Progress;
 
+/// What to do where the target already holds an entry that the snapshot has too. Directories are
+/// always merged into; this decides for files, symlinks and special files (and for a non-directory
+/// standing where the snapshot has a directory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Rewrite every entry.
+    Always,
+    /// Rewrite entries whose type, size or mtime (for symlinks: target) differ from the snapshot's.
+    IfChanged,
+    /// Rewrite entries that differ when the snapshot's mtime is newer than theirs.
+    IfNewer,
+    /// Never touch an existing entry: nothing the target holds can be lost.
+    #[default]
+    Never,
+}
+
+/// A test of an entry's path in the snapshot (`/home/u/docs/a.txt`).
+pub type Matcher<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
+
+/// Which entries to restore. A match decides for the entry and everything below it.
+#[derive(Clone, Copy, Default)]
+pub struct Selection<'a> {
+    /// Restore only matching entries and the directories leading to them; `None`: every entry.
+    pub include: Option<&'a Matcher<'a>>,
+    /// Leave matching entries out (an excluded directory with everything below it).
+    pub exclude: Option<&'a Matcher<'a>>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct RestoreOptions<'a> {
+    /// Where the restored tree is in the snapshot (`/home/u` when only that directory's contents
+    /// are restored); empty for the whole snapshot. The selection sees full snapshot paths.
+    pub prefix: &'a [u8],
+    pub select: Selection<'a>,
+    pub overwrite: Overwrite,
+    /// Remove what the target holds, within the selection, that the snapshot does not.
+    pub delete: bool,
+    /// Decide and count everything, change nothing.
+    pub dry_run: bool,
+    /// Update a regular file the target holds in place, writing only the chunks whose bytes differ
+    /// (a keyed hash of the local bytes against the chunk's ID, so equal chunks are not even
+    /// fetched), and replace a directory standing where the snapshot has something else.
+    pub in_place: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct RestoreResult {
+    /// Files written (or, in a dry run, that would be).
     pub files: u64,
     pub dirs: u64,
-    /// The size of the files restored (or, in a delta restore, checked).
     pub bytes: u64,
-    /// The bytes actually written (holes and, in a delta restore, equal chunks are not).
+    /// The bytes actually written (holes and, in place, equal chunks are not).
     pub bytes_written: u64,
-    /// Delta restore: files found equal to the snapshot's, so not written.
+    /// Existing entries that already matched the snapshot (type, size and mtime; in place: every
+    /// byte) and were not rewritten.
     pub unchanged: u64,
-    /// Delta restore: entries the target held that the snapshot does not (a directory counts with
-    /// everything in it), removed.
-    pub removed: u64,
+    /// Existing entries that differ from the snapshot and were left alone by the overwrite policy.
+    pub kept: Vec<PathBuf>,
+    /// Entries removed by `delete` (a directory counts once, with what was in it).
+    pub deleted: Vec<PathBuf>,
     /// Entries that could not be restored, with the reason: the restore goes on past them.
     pub errors: Vec<(PathBuf, String)>,
     /// Entries left out on purpose (sockets; device nodes when not root), with the reason.
@@ -42,81 +91,180 @@ pub struct RestoreResult {
 struct Session<'a, 'r> {
     reader: &'a BlobReader<'r>,
     progress: &'a dyn Progress,
+    opts: &'a RestoreOptions<'a>,
     as_root: bool,
-    delta: bool,
+    // Directories not selected themselves that lead to selected entries (only with `include`).
+    parents: HashSet<Vec<u8>>,
     // First restored path of each multiply-linked inode, so later names become hard links to it.
     links: Mutex<HashMap<(u64, u64), PathBuf>>,
     errors: Mutex<Vec<(PathBuf, String)>>,
     skipped: Mutex<Vec<(PathBuf, String)>>,
+    kept: Mutex<Vec<PathBuf>>,
+    deleted: Mutex<Vec<PathBuf>>,
     files: AtomicU64,
     dirs: AtomicU64,
     bytes: AtomicU64,
     written: AtomicU64,
     unchanged: AtomicU64,
-    removed: AtomicU64,
 }
 
-/// Restore the tree `root` into `target` (created if missing).
-pub fn restore(
-    reader: &BlobReader<'_>,
-    root: Id,
-    target: &Path,
-    progress: &dyn Progress,
-) -> Result<RestoreResult> {
-    run(reader, root, target, progress, false)
-}
-
-/// Make `target` equal to the tree `root`, in place: each file is compared chunk by chunk with the
-/// snapshot (a keyed hash of the local bytes against the chunk's ID, so equal chunks are not even
-/// fetched) and only differing chunks are written; entries the snapshot does not hold are removed.
-/// Metadata is set on everything. The caller decides whether `target` may be changed at all.
+/// Make `target` equal to the tree `root`, in place: every file is compared with the snapshot and
+/// only differing chunks are written; entries the snapshot does not hold are removed. Metadata is
+/// set on everything. The caller decides whether `target` may be changed at all.
 pub fn restore_delta(
     reader: &BlobReader<'_>,
     root: Id,
     target: &Path,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
-    run(reader, root, target, progress, true)
+    let opts = RestoreOptions {
+        overwrite: Overwrite::Always,
+        delete: true,
+        in_place: true,
+        ..RestoreOptions::default()
+    };
+    restore(reader, root, target, &opts, progress)
 }
 
-fn run(
+/// Restore the tree `root` into `target` (created if missing) as `opts` say.
+pub fn restore(
     reader: &BlobReader<'_>,
     root: Id,
     target: &Path,
+    opts: &RestoreOptions<'_>,
     progress: &dyn Progress,
-    delta: bool,
 ) -> Result<RestoreResult> {
-    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    // Whether the restored tree itself is selected, from the directories leading to it.
+    let mut included = false;
+    let mut path = Vec::new();
+    for name in components(opts.prefix) {
+        path = child(&path, name);
+        match opts.select.verdict(&path, included) {
+            Verdict::Out => {
+                return Err(Error::Invalid(format!(
+                    "{} is excluded by the exclude patterns: nothing to restore",
+                    String::from_utf8_lossy(&path)
+                )))
+            }
+            Verdict::In => included = true,
+            Verdict::Maybe => {}
+        }
+    }
+    let mut parents = HashSet::new();
+    if opts.select.include.is_some()
+        && !included
+        && !plan(reader, &opts.select, root, &path, &mut parents)
+    {
+        return Err(Error::Invalid(format!(
+            "nothing in {} matches the include patterns",
+            if path.is_empty() {
+                "the snapshot".to_string()
+            } else {
+                String::from_utf8_lossy(&path).into_owned()
+            }
+        )));
+    }
+    if !opts.dry_run {
+        fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    }
     let session = Session {
         reader,
         progress,
+        opts,
         as_root: is_root(),
-        delta,
+        parents,
         links: Mutex::new(HashMap::new()),
         errors: Mutex::new(Vec::new()),
         skipped: Mutex::new(Vec::new()),
+        kept: Mutex::new(Vec::new()),
+        deleted: Mutex::new(Vec::new()),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         written: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
-        removed: AtomicU64::new(0),
     };
-    session.restore_dir(root, target);
+    session.restore_dir(root, target, &path, included);
+    let sorted = |list: Mutex<Vec<PathBuf>>| {
+        let mut list = list.into_inner().unwrap_or_default();
+        list.sort();
+        list
+    };
     Ok(RestoreResult {
         files: session.files.into_inner(),
         dirs: session.dirs.into_inner(),
         bytes: session.bytes.into_inner(),
         bytes_written: session.written.into_inner(),
         unchanged: session.unchanged.into_inner(),
-        removed: session.removed.into_inner(),
+        kept: sorted(session.kept),
+        deleted: sorted(session.deleted),
         errors: session.errors.into_inner().unwrap_or_default(),
         skipped: session.skipped.into_inner().unwrap_or_default(),
     })
 }
 
+/// What the selection says of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Excluded: left out with everything below it.
+    Out,
+    /// Selected, with everything below it that is not excluded.
+    In,
+    /// Not selected itself; a directory is searched for selected entries.
+    Maybe,
+}
+
+impl Selection<'_> {
+    /// `included`: a directory above `path` is selected.
+    fn verdict(&self, path: &[u8], included: bool) -> Verdict {
+        if self.exclude.is_some_and(|m| m(path)) {
+            Verdict::Out
+        } else if included || self.include.is_none_or(|m| m(path)) {
+            Verdict::In
+        } else {
+            Verdict::Maybe
+        }
+    }
+}
+
+/// Whether anything below `tree` (at `path`) is selected; the unselected directories leading to
+/// selected entries go into `parents`, so the restore creates them and no others. Reads trees only.
+fn plan(
+    reader: &BlobReader<'_>,
+    select: &Selection<'_>,
+    tree: Id,
+    path: &[u8],
+    parents: &mut HashSet<Vec<u8>>,
+) -> bool {
+    // An unreadable tree counts as a hit: the restore then reaches it and names the damage.
+    let Ok(tree) = reader.read_tree(&tree) else {
+        return true;
+    };
+    let mut any = false;
+    for node in &tree.nodes {
+        let sub_path = child(path, &node.name);
+        match select.verdict(&sub_path, false) {
+            Verdict::Out => {}
+            Verdict::In => any = true,
+            Verdict::Maybe => {
+                if let (NodeType::Dir, Some(sub)) = (node.node_type, node.subtree) {
+                    if plan(reader, select, sub, &sub_path, parents) {
+                        parents.insert(sub_path);
+                        any = true;
+                    }
+                }
+            }
+        }
+    }
+    any
+}
+
+/// `path/name` in the snapshot.
+fn child(path: &[u8], name: &[u8]) -> Vec<u8> {
+    [path, b"/", name].concat()
+}
+
 fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
@@ -131,10 +279,11 @@ fn safe_name(name: &[u8]) -> Option<&OsStr> {
     ok.then(|| OsStr::from_bytes(name))
 }
 
-/// Work within one directory: a group of small files that share a bundle, or one other entry.
+/// Work within one directory: a group of small files that share a bundle, or one other entry (with
+/// its path in the snapshot and whether it is selected as a whole).
 enum Work<'n> {
-    Bundle(Id, Vec<&'n Node>),
-    Single(&'n Node),
+    Bundle(Id, Vec<(&'n Node, PathBuf)>),
+    Single(&'n Node, PathBuf, Vec<u8>, bool),
 }
 
 impl Session<'_, '_> {
@@ -145,24 +294,35 @@ impl Session<'_, '_> {
         }
     }
 
-    fn restore_dir(&self, tree: Id, dir: &Path) {
+    /// Restore the selected entries of `tree` into `dir`; `snap_path` is its path in the snapshot.
+    fn restore_dir(&self, tree: Id, dir: &Path, snap_path: &[u8], included: bool) {
         let tree = match self.reader.read_tree(&tree) {
             Ok(t) => t,
             Err(e) => return self.fail(dir, e),
         };
-        if self.delta {
-            self.remove_extra(&tree.nodes, dir);
-        }
-        let mut bundles: HashMap<Id, Vec<&Node>> = HashMap::new();
+        let mut bundles: HashMap<Id, Vec<(&Node, PathBuf)>> = HashMap::new();
         let mut work = Vec::new();
         for node in &tree.nodes {
+            let node_path = child(snap_path, &node.name);
+            let selected = match self.opts.select.verdict(&node_path, included) {
+                Verdict::Out => continue,
+                Verdict::In => true,
+                Verdict::Maybe if self.parents.contains(&node_path) => false,
+                Verdict::Maybe => continue,
+            };
+            let Some(path) = self.child_path(node, dir) else {
+                continue;
+            };
+            if node.node_type != NodeType::Dir && !self.should_write(node, &path) {
+                continue;
+            }
             match node.content.as_deref() {
                 Some([ContentRef(id, _, len)])
                     if node.node_type == NodeType::File && Some(*len) == node.size =>
                 {
-                    bundles.entry(*id).or_default().push(node)
+                    bundles.entry(*id).or_default().push((node, path))
                 }
-                _ => work.push(Work::Single(node)),
+                _ => work.push(Work::Single(node, path, node_path, selected)),
             }
         }
         work.extend(
@@ -171,9 +331,14 @@ impl Session<'_, '_> {
                 .map(|(id, nodes)| Work::Bundle(id, nodes)),
         );
         work.par_iter().for_each(|w| match w {
-            Work::Single(node) => self.restore_node(node, dir),
-            Work::Bundle(id, nodes) => self.restore_bundle(*id, nodes, dir),
+            Work::Single(node, path, node_path, selected) => {
+                self.restore_node(node, path, node_path, *selected)
+            }
+            Work::Bundle(id, nodes) => self.restore_bundle(*id, nodes),
         });
+        if self.opts.delete {
+            self.delete_extras(&tree, dir, snap_path, included);
+        }
     }
 
     fn child_path(&self, node: &Node, dir: &Path) -> Option<PathBuf> {
@@ -189,71 +354,210 @@ impl Session<'_, '_> {
         }
     }
 
-    fn restore_node(&self, node: &Node, dir: &Path) {
-        let Some(path) = self.child_path(node, dir) else {
-            return;
+    /// Whether to (re)write this non-directory entry, by what the target holds at `path` and the
+    /// overwrite policy. Counts what is left alone; in a dry run counts what would be written and
+    /// returns false.
+    fn should_write(&self, node: &Node, path: &Path) -> bool {
+        if self.unrestorable(node).is_some() {
+            return true; // restore_node notes the skip
+        }
+        let write = match fs::symlink_metadata(path) {
+            // Absent, or not even inspectable: the write names the problem.
+            Err(_) => true,
+            Ok(meta) if self.opts.overwrite != Overwrite::Always && matches(node, path, &meta) => {
+                self.unchanged.fetch_add(1, Ordering::Relaxed);
+                if node.nlink > 1 {
+                    // Later names of the inode link to this one: its content is the snapshot's.
+                    if let Ok(mut links) = self.links.lock() {
+                        links
+                            .entry((node.dev, node.inode))
+                            .or_insert_with(|| path.to_path_buf());
+                    }
+                }
+                false
+            }
+            Ok(meta) if self.replaces(node, &meta) => true,
+            Ok(_) => {
+                self.keep(path);
+                false
+            }
         };
+        if write && self.opts.dry_run {
+            if node.node_type == NodeType::File {
+                let size = node.size.unwrap_or(0);
+                self.files.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            return false;
+        }
+        write
+    }
+
+    /// Whether the policy replaces an existing entry that differs from `node`.
+    fn replaces(&self, node: &Node, existing: &Metadata) -> bool {
+        match self.opts.overwrite {
+            Overwrite::Always | Overwrite::IfChanged => true,
+            Overwrite::IfNewer => node.mtime > mtime_ns(existing),
+            Overwrite::Never => false,
+        }
+    }
+
+    fn keep(&self, path: &Path) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.push(path.to_path_buf());
+        }
+    }
+
+    /// Why `node` cannot be recreated by this process, if it cannot.
+    fn unrestorable(&self, node: &Node) -> Option<&'static str> {
+        match node.node_type {
+            NodeType::Socket => Some("socket: the program that listens on it creates it; skipped"),
+            NodeType::Chardev | NodeType::Blockdev if !self.as_root => {
+                Some("device node: only root can create one; skipped")
+            }
+            _ => None,
+        }
+    }
+
+    fn restore_node(&self, node: &Node, path: &Path, snap_path: &[u8], selected: bool) {
+        if let Some(why) = self.unrestorable(node) {
+            return self.skip(path, why);
+        }
         let result = match node.node_type {
-            NodeType::Dir => self.restore_subdir(node, &path),
+            NodeType::Dir => self.restore_subdir(node, path, snap_path, selected),
             NodeType::File => self
-                .write_file(node, &path, None)
-                .inspect_err(|_| discard(&path)),
-            NodeType::Symlink => self.restore_symlink(node, &path),
-            NodeType::Fifo => self.restore_special(node, &path, SFlag::S_IFIFO),
-            NodeType::Chardev if self.as_root => self.restore_special(node, &path, SFlag::S_IFCHR),
-            NodeType::Blockdev if self.as_root => self.restore_special(node, &path, SFlag::S_IFBLK),
-            NodeType::Chardev | NodeType::Blockdev => {
-                return self.skip(&path, "device node: only root can create one; skipped");
-            }
-            NodeType::Socket => {
-                return self.skip(
-                    &path,
-                    "socket: the program that listens on it creates it; skipped",
-                );
-            }
+                .restore_file(node, path, None)
+                .inspect_err(|_| discard(path)),
+            NodeType::Symlink => self.restore_symlink(node, path),
+            NodeType::Fifo => self.restore_special(node, path, SFlag::S_IFIFO),
+            NodeType::Chardev => self.restore_special(node, path, SFlag::S_IFCHR),
+            NodeType::Blockdev => self.restore_special(node, path, SFlag::S_IFBLK),
+            // Ruled out by `unrestorable` above.
+            NodeType::Socket => Ok(()),
         };
         if let Err(e) = result {
-            self.fail(&path, e);
+            self.fail(path, e);
         }
     }
 
-    fn restore_bundle(&self, id: Id, nodes: &[&Node], dir: &Path) {
+    fn restore_bundle(&self, id: Id, nodes: &[(&Node, PathBuf)]) {
         let data = self.reader.read_blob(&id);
-        for node in nodes {
-            let Some(path) = self.child_path(node, dir) else {
-                continue;
-            };
+        for (node, path) in nodes {
             let result = match &data {
-                Ok(bytes) => self.write_file(node, &path, Some(bytes)),
+                Ok(bytes) => self.restore_file(node, path, Some(bytes)),
                 Err(e) => Err(Error::Invalid(e.to_string())),
             }
-            .inspect_err(|_| discard(&path));
+            .inspect_err(|_| discard(path));
             if let Err(e) = result {
-                self.fail(&path, e);
+                self.fail(path, e);
             }
         }
     }
 
-    fn restore_subdir(&self, node: &Node, path: &Path) -> Result<()> {
-        // Delta: a file where the snapshot has a directory goes. A symlink to a directory stays
-        // and is followed, as a full restore follows it (pg_wal on another disk).
-        if self.delta && !path.is_dir() {
-            remove_non_dir(path)?;
-        }
-        match fs::create_dir(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-            Err(e) => return Err(Error::io(path, e)),
-        }
+    fn restore_subdir(
+        &self,
+        node: &Node,
+        path: &Path,
+        snap_path: &[u8],
+        selected: bool,
+    ) -> Result<()> {
         let sub = node
             .subtree
             .ok_or_else(|| Error::corrupt("tree", "directory without subtree"))?;
-        self.restore_dir(sub, path);
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            // In place, a symlink to a directory stays and is followed, as PostgreSQL follows
+            // `pg_wal` on another disk; the caller has vouched for the target.
+            Ok(meta) if self.opts.in_place && meta.is_symlink() && path.is_dir() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.opts.dry_run {
+                    fs::create_dir(path).map_err(|e| Error::io(path, e))?;
+                }
+            }
+            Err(e) => return Err(Error::io(path, e)),
+            // A file or symlink where the snapshot has a directory. Never restore through it: a
+            // symlink would lead the restore outside the target.
+            Ok(meta) => {
+                if !self.replaces(node, &meta) {
+                    self.keep(path);
+                    return Ok(());
+                }
+                if !self.opts.dry_run {
+                    fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+                    fs::create_dir(path).map_err(|e| Error::io(path, e))?;
+                }
+            }
+        }
+        self.restore_dir(sub, path, snap_path, selected);
         self.dirs.fetch_add(1, Ordering::Relaxed);
+        if self.opts.dry_run {
+            return Ok(());
+        }
         // After the children: writing them would change the directory's mtime again.
         File::open(path)
             .and_then(|dir| self.apply_metadata(node, &dir))
             .map_err(|e| Error::io(path, e))
+    }
+
+    /// With `delete`: remove what `dir` holds that `tree` lacks, where the selection covers it.
+    fn delete_extras(&self, tree: &Tree, dir: &Path, snap_path: &[u8], included: bool) {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            // A dry run does not create the directories it would restore.
+            Err(e) if self.opts.dry_run && e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => return self.fail(dir, Error::io(dir, e)),
+        };
+        for entry in entries {
+            match entry {
+                Ok(entry) if tree.find(entry.file_name().as_bytes()).is_some() => {}
+                Ok(entry) => self.delete_extra(
+                    &entry.path(),
+                    &child(snap_path, entry.file_name().as_bytes()),
+                    included,
+                ),
+                Err(e) => self.fail(dir, Error::io(dir, e)),
+            }
+        }
+    }
+
+    /// An entry the snapshot lacks: removed when selected; an unselected directory is searched for
+    /// selected entries, as the restore searched the snapshot. Never follows a symlink.
+    fn delete_extra(&self, path: &Path, snap_path: &[u8], included: bool) {
+        let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        match self.opts.select.verdict(snap_path, included) {
+            Verdict::Out => {}
+            Verdict::In => {
+                if !self.opts.dry_run {
+                    let removed = if is_dir {
+                        fs::remove_dir_all(path)
+                    } else {
+                        fs::remove_file(path)
+                    };
+                    if let Err(e) = removed {
+                        return self.fail(path, Error::io(path, e));
+                    }
+                }
+                if let Ok(mut deleted) = self.deleted.lock() {
+                    deleted.push(path.to_path_buf());
+                }
+            }
+            Verdict::Maybe if is_dir => match fs::read_dir(path) {
+                Ok(entries) => {
+                    for entry in entries {
+                        match entry {
+                            Ok(entry) => self.delete_extra(
+                                &entry.path(),
+                                &child(snap_path, entry.file_name().as_bytes()),
+                                false,
+                            ),
+                            Err(e) => self.fail(path, Error::io(path, e)),
+                        }
+                    }
+                }
+                Err(e) => self.fail(path, Error::io(path, e)),
+            },
+            Verdict::Maybe => {}
+        }
     }
 
     /// Create the file, or link it to an already restored name of the same inode (returns `None`).
@@ -287,30 +591,16 @@ impl Session<'_, '_> {
         }
     }
 
-    /// A file: compared and updated in place in a delta restore when the target holds a regular
-    /// file there (hard links are written afresh, so their sharing is rebuilt), else written.
-    fn write_file(&self, node: &Node, path: &Path, bundle: Option<&[u8]>) -> Result<()> {
-        if self.delta {
+    fn restore_file(&self, node: &Node, path: &Path, bundle: Option<&[u8]>) -> Result<()> {
+        if self.opts.in_place {
             match fs::symlink_metadata(path) {
+                // Hard-linked files are written afresh, so their sharing is rebuilt.
                 Ok(meta) if meta.is_file() && node.nlink <= 1 => {
                     return self.update_file(node, path, meta.len(), bundle)
                 }
                 _ => self.clear_dir(path)?,
             }
         }
-        self.restore_file(node, path, bundle)
-    }
-
-    /// Delta: a directory where the snapshot has something else goes, with its contents.
-    fn clear_dir(&self, path: &Path) -> Result<()> {
-        if self.delta && fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            let removed = remove_tree(path)?;
-            self.removed.fetch_add(removed, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    fn restore_file(&self, node: &Node, path: &Path, bundle: Option<&[u8]>) -> Result<()> {
         let Some(mut file) = self.create(node, path)? else {
             self.files.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -351,7 +641,18 @@ impl Session<'_, '_> {
         Ok(())
     }
 
-    /// Delta: the regular file at `path` (`old_len` bytes) made equal to `node`, writing only the
+    /// In place: a directory where the snapshot has something else goes, with its contents.
+    fn clear_dir(&self, path: &Path) -> Result<()> {
+        if self.opts.in_place && fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+            if let Ok(mut deleted) = self.deleted.lock() {
+                deleted.push(path.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+
+    /// In place: the regular file at `path` (`old_len` bytes) made equal to `node`, writing only the
     /// chunks whose bytes differ.
     fn update_file(
         &self,
@@ -422,29 +723,6 @@ impl Session<'_, '_> {
         Ok(())
     }
 
-    /// Delta: remove what `dir` holds that `nodes` do not name (a directory with its contents).
-    fn remove_extra(&self, nodes: &[Node], dir: &Path) {
-        let names: std::collections::HashSet<&[u8]> =
-            nodes.iter().map(|n| n.name.as_slice()).collect();
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) => return self.fail(dir, e),
-        };
-        for entry in entries {
-            let path = match entry {
-                Ok(entry) if !names.contains(entry.file_name().as_bytes()) => entry.path(),
-                Ok(_) => continue,
-                Err(e) => return self.fail(dir, e),
-            };
-            match remove_tree(&path) {
-                Ok(n) => {
-                    self.removed.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => self.fail(&path, e),
-            }
-        }
-    }
-
     fn restore_symlink(&self, node: &Node, path: &Path) -> Result<()> {
         self.clear_dir(path)?;
         remove_non_dir(path)?;
@@ -510,23 +788,6 @@ fn discard(path: &Path) {
     }
 }
 
-/// Remove `path` whatever it is (a symlink itself, never its target); the number of entries
-/// removed.
-fn remove_tree(path: &Path) -> Result<u64> {
-    let meta = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_dir() {
-        fs::remove_file(path).map_err(|e| Error::io(path, e))?;
-        return Ok(1);
-    }
-    let mut count = 1;
-    for entry in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
-        let entry = entry.map_err(|e| Error::io(path, e))?;
-        count += remove_tree(&entry.path())?;
-    }
-    fs::remove_dir(path).map_err(|e| Error::io(path, e))?;
-    Ok(count)
-}
-
 fn remove_non_dir(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Ok(meta) if !meta.is_dir() => fs::remove_file(path).map_err(|e| Error::io(path, e)),
@@ -551,4 +812,29 @@ fn filetime_of(nanos: i64) -> FileTime {
         nanos.div_euclid(1_000_000_000),
         nanos.rem_euclid(1_000_000_000) as u32,
     )
+}
+
+/// Whether the entry the target holds already is `node`: same type, size (symlinks: target,
+/// devices: number) and mtime. As restic's fast path, content is not read.
+fn matches(node: &Node, path: &Path, existing: &Metadata) -> bool {
+    let kind = existing.file_type();
+    let same = match node.node_type {
+        NodeType::File => kind.is_file() && node.size == Some(existing.len()),
+        NodeType::Symlink => {
+            kind.is_symlink()
+                && fs::read_link(path)
+                    .is_ok_and(|t| node.target.as_deref() == Some(t.as_os_str().as_bytes()))
+        }
+        NodeType::Fifo => kind.is_fifo(),
+        NodeType::Chardev => kind.is_char_device() && node.rdev == Some(existing.rdev()),
+        NodeType::Blockdev => kind.is_block_device() && node.rdev == Some(existing.rdev()),
+        NodeType::Dir | NodeType::Socket => false,
+    };
+    same && node.mtime == mtime_ns(existing)
+}
+
+fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }

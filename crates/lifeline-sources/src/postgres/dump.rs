@@ -417,7 +417,13 @@ pub fn restore(
 
     let staging = staging("restore")?;
     let dir = staging.path().join("dump");
-    let restored = crate::files::restore(reader, snapshot.tree, &dir, progress)?;
+    let restored = crate::files::restore(
+        reader,
+        snapshot.tree,
+        &dir,
+        &crate::files::RestoreOptions::default(),
+        progress,
+    )?;
     if let Some((path, err)) = restored.errors.first() {
         return Err(Error::Invalid(format!(
             "cannot write the dump's file {} ({err}){}",

@@ -207,7 +207,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
             "files_checked": d.files,
             "files_rewritten": d.files - d.unchanged,
             "files_unchanged": d.unchanged,
-            "entries_removed": d.removed,
+            "entries_removed": d.deleted.len(),
             "bytes_checked": d.bytes,
             "bytes_written": d.bytes_written,
         });
@@ -230,7 +230,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
                 human_bytes(d.bytes_written),
                 human_bytes(d.bytes),
                 d.unchanged,
-                d.removed
+                d.deleted.len()
             );
         }
         println!(
@@ -298,7 +298,13 @@ fn restore_tree(
     dir: &Path,
     bar: &Bar,
 ) -> anyhow::Result<()> {
-    first_error(&files::restore(reader, tree, dir, bar)?)
+    first_error(&files::restore(
+        reader,
+        tree,
+        dir,
+        &files::RestoreOptions::default(),
+        bar,
+    )?)
 }
 
 fn first_error(result: &files::RestoreResult) -> anyhow::Result<()> {
