@@ -124,7 +124,12 @@ pub fn repair_index(repo: &Repository, read_all_packs: bool) -> Result<IndexRepo
     let trailers: Vec<(Id, Result<Vec<BlobEntry>>)> = to_read
         .par_iter()
         .map(|pack| {
-            let trailer = read_trailer(repo.storage(), repo.keyring(), &pack_key(pack), stored[pack]);
+            let trailer = read_trailer(
+                repo.storage(),
+                repo.keyring(),
+                &pack_key(pack),
+                stored[pack],
+            );
             (*pack, trailer)
         })
         .collect();

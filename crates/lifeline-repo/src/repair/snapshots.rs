@@ -129,7 +129,10 @@ pub fn repair_snapshots(repo: &Repository, options: Options) -> Result<Snapshots
             Outcome::Read(r) if r.lost.is_empty() => continue,
             Outcome::Read(r) => (r.lost, r.new),
             Outcome::Lost(detail) => (
-                vec![("/".to_string(), format!("the root directory is lost ({detail})"))],
+                vec![(
+                    "/".to_string(),
+                    format!("the root directory is lost ({detail})"),
+                )],
                 None,
             ),
         };
@@ -246,9 +249,7 @@ impl Rewriter<'_, '_> {
                 id.short(),
                 pack_key(&pack)
             )),
-            Some(&size)
-                if size < u64::from(entry.offset) + u64::from(entry.sealed_len) + 4 =>
-            {
+            Some(&size) if size < u64::from(entry.offset) + u64::from(entry.sealed_len) + 4 => {
                 Some(format!(
                     "blob {} lies past the end of {}, which is truncated",
                     id.short(),
@@ -289,8 +290,10 @@ impl Rewriter<'_, '_> {
             match node.node_type {
                 NodeType::File => {
                     let chunks = node.content.as_deref().unwrap_or_default();
-                    let missing: Vec<String> =
-                        chunks.iter().filter_map(|c| self.lost_blob(c.id())).collect();
+                    let missing: Vec<String> = chunks
+                        .iter()
+                        .filter_map(|c| self.lost_blob(c.id()))
+                        .collect();
                     if let Some(first) = missing.first() {
                         lost.push((
                             path,
@@ -310,7 +313,11 @@ impl Rewriter<'_, '_> {
                     };
                     match outcome {
                         Outcome::Read(r) => {
-                            lost.extend(r.lost.into_iter().map(|(p, why)| (format!("{path}{p}"), why)));
+                            lost.extend(
+                                r.lost
+                                    .into_iter()
+                                    .map(|(p, why)| (format!("{path}{p}"), why)),
+                            );
                             if let Some(new) = r.new {
                                 node.subtree = Some(new);
                                 children.push(new);
