@@ -8,7 +8,7 @@ use lifeline_repo::chunker::ChunkProfile;
 use lifeline_repo::pack::pack_key;
 use lifeline_repo::repair::{self, Options};
 use lifeline_repo::snapshot::Snapshot;
-use lifeline_repo::storage::{LocalStorage, Storage};
+use lifeline_repo::storage::LocalStorage;
 use lifeline_repo::tree::{Node, NodeType, Tree};
 use lifeline_repo::{Id, Repository, Writer};
 
