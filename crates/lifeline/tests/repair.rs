@@ -277,3 +277,39 @@ fn repair_snapshots_dry_run_changes_nothing() {
         "a dry run writes and deletes nothing"
     );
 }
+
+/// Prune and repair both rewrite what the index says: neither starts while the other runs.
+#[test]
+fn repair_and_prune_do_not_run_at_once() {
+    let repo = Repo::init();
+    let src = source(&repo);
+    repo.backup(&[&src], &[]);
+    let dir = repo.path.join("sessions");
+    let live = |command: &str| {
+        // A live session of another host, written as lifeline writes it.
+        let marker = serde_json::json!({
+            "session": "0123456789abcdef0123456789abcdef", "seq": 0, "hostname": "elsewhere",
+            "pid": 4242, "boot_id": "x", "pid_namespace": "y", "command": command,
+            "started": "2026-12-01T00:00:00Z"
+        });
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("0123456789abcdef0123456789abcdef-0"),
+            marker.to_string(),
+        )
+        .unwrap();
+    };
+    live("prune");
+    for args in [&["repair", "index"][..], &["repair", "snapshots"][..]] {
+        repo.run(args)
+            .assert_code(EXIT_FATAL)
+            .assert_output_contains("a prune is running (host elsewhere");
+    }
+    live("repair");
+    repo.run(["prune"])
+        .assert_code(EXIT_FATAL)
+        .assert_output_contains("another repair is running (host elsewhere");
+    fs::remove_file(dir.join("0123456789abcdef0123456789abcdef-0")).unwrap();
+    repo.run(["repair", "index"]).assert_success();
+    repo.run(["repair", "snapshots"]).assert_success();
+}
