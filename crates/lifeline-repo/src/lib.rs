@@ -21,6 +21,7 @@ pub mod prune;
 mod reader;
 pub mod record;
 mod references;
+pub mod repair;
 mod repository;
 pub mod retention;
 pub mod session;

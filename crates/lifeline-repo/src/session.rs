@@ -305,3 +305,15 @@ pub fn list(storage: &dyn Storage, now: SystemTime) -> Result<Vec<SessionInfo>> 
     }
     Ok(out)
 }
+
+/// Another live session running one of `commands`, judged at `ours`'s start. Prune and repair
+/// rewrite index files and each assumes no other of them does meanwhile, so they run one at a time.
+pub fn running(
+    storage: &dyn Storage,
+    ours: &Session,
+    commands: &[&str],
+) -> Result<Option<SessionInfo>> {
+    Ok(list(storage, ours.started())?
+        .into_iter()
+        .find(|s| s.session != ours.id() && s.live && commands.contains(&s.command.as_str())))
+}

@@ -28,6 +28,17 @@ pub struct ItemError {
     pub changed_while_read: bool,
 }
 
+impl ItemError {
+    /// An item missing from the snapshot: it could not be read (or was lost later).
+    pub fn unreadable(path: String, message: String) -> Self {
+        ItemError {
+            path,
+            message,
+            changed_while_read: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u32,

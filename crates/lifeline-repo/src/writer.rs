@@ -13,7 +13,7 @@ use crate::chunker::{ChunkProfile, Chunker};
 use crate::crypto::ObjectType;
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::pack::{pack_key, BlobKind, PackBlobs, PackWriter};
+use crate::pack::{pack_key, BlobEntry, BlobKind, PackBlobs, PackWriter};
 use crate::reader::{poisoned, BlobReader};
 use crate::repository::Repository;
 use crate::session::Session;
@@ -48,9 +48,19 @@ impl<'r> Writer<'r> {
     /// still running) are adopted from their trailers, so their blobs are not uploaded again, and this
     /// session's index names them.
     pub fn new(repo: &'r Repository, pack_size: Option<u64>, level: i32) -> Result<Self> {
+        Self::start(repo, "write", pack_size, level)
+    }
+
+    /// [`Writer::new`] for a session that is not a backup (`repair`): its marker names `command`.
+    pub fn start(
+        repo: &'r Repository,
+        command: &str,
+        pack_size: Option<u64>,
+        level: i32,
+    ) -> Result<Self> {
         // The marker first, then the marks and the index: a prune that marks after this session
         // announced itself waits for it (format.md §13).
-        let session = Session::start(repo.shared_storage(), "write")?;
+        let session = Session::start(repo.shared_storage(), command)?;
         // Staging files of writes that died (a full disk, a kill) would otherwise fill the disk
         // for good; a failure to remove them must not stop this backup.
         match repo.storage().clean_staging() {
@@ -267,22 +277,44 @@ impl<'r> Writer<'r> {
         self,
         mut snapshot: Snapshot,
     ) -> Result<(Id, Snapshot, Vec<PackBlobs>)> {
+        let packs = self.write_index()?;
+        snapshot.summary.data_added = self.data_added.load(Ordering::Relaxed);
+        let id = self.reader.repo().save_snapshot(&snapshot)?;
+        self.session.end();
+        Ok((id, snapshot, packs))
+    }
+
+    /// Seal the open packs, write this session's index, then store `snapshots` as they are (repair
+    /// rewrites several snapshots in one session, each keeping its own summary).
+    pub fn finish_snapshots(self, snapshots: &[Snapshot]) -> Result<Vec<Id>> {
+        self.write_index()?;
+        let repo = self.reader.repo();
+        let ids = snapshots
+            .iter()
+            .map(|s| repo.save_snapshot(s))
+            .collect::<Result<Vec<Id>>>()?;
+        self.session.end();
+        Ok(ids)
+    }
+
+    /// Upload the open packs and write one index naming them and the adopted ones; returns the
+    /// packs this session uploaded.
+    fn write_index(&self) -> Result<Vec<PackBlobs>> {
         self.flush()?;
         self.session.ensure_trusted()?;
-        let mut packs = self.written.into_inner().map_err(poisoned)?;
-        let written = packs.len();
-        packs.extend(self.recovered);
-        let repo = self.reader.repo();
+        let written = std::mem::take(&mut *self.written.lock().map_err(poisoned)?);
+        let packs: Vec<(Id, &[BlobEntry])> = written
+            .iter()
+            .chain(&self.recovered)
+            .map(|(id, entries)| (*id, entries.as_slice()))
+            .collect();
         if !packs.is_empty() {
+            let repo = self.reader.repo();
             let bytes = crate::index::seal(repo.keyring(), &packs)?;
             repo.storage()
                 .put(&format!("index/{}", Id::of_stored(&bytes)), &bytes)?;
         }
-        snapshot.summary.data_added = self.data_added.load(Ordering::Relaxed);
-        let id = repo.save_snapshot(&snapshot)?;
-        self.session.end();
-        packs.truncate(written);
-        Ok((id, snapshot, packs))
+        Ok(written)
     }
 
     /// Upload the open packs and return every pack this session wrote, writing no index and no

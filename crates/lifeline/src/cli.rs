@@ -59,6 +59,8 @@ pub enum Command {
     Forget(commands::forget::Args),
     /// Free the space of data no snapshot references, safely while backups run
     Prune(commands::prune::Args),
+    /// Repair what `check` reports: rebuild the index from the packs, rewrite snapshots without lost data
+    Repair(commands::repair::Args),
     /// Legal holds: keep snapshots through every forget and prune
     Hold(commands::hold::Args),
     /// Sizes: what snapshots hold, what they take in the repository, per kind
@@ -81,16 +83,16 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 
-    /// Every option of the retention commands is explained in docs/retention.md.
+    /// Every option of the retention and repair commands is explained in docs/retention.md.
     #[test]
-    fn the_retention_guide_documents_every_option_of_forget_prune_and_hold() {
+    fn the_retention_guide_documents_every_option_of_forget_prune_hold_and_repair() {
         let guide = include_str!("../../../docs/retention.md");
         let cli = super::Cli::command();
-        let mut stack: Vec<&clap::Command> = ["forget", "prune", "hold"]
+        let mut stack: Vec<&clap::Command> = ["forget", "prune", "hold", "repair"]
             .iter()
             .filter_map(|name| cli.find_subcommand(name))
             .collect();
-        assert_eq!(stack.len(), 3);
+        assert_eq!(stack.len(), 4);
         while let Some(cmd) = stack.pop() {
             stack.extend(cmd.get_subcommands());
             for long in cmd.get_arguments().filter_map(|a| a.get_long()) {

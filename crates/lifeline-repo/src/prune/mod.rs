@@ -16,6 +16,7 @@ use crate::pack::{pack_key, PackContents};
 use crate::reader::BlobReader;
 use crate::record::Stored;
 use crate::references;
+use crate::repair::REPAIR;
 use crate::repository::Repository;
 use crate::session::{self, SessionInfo, CLOCK_SKEW};
 use crate::writer::{Writer, DEFAULT_COMPRESSION};
@@ -23,7 +24,7 @@ use crate::Id;
 use state::State;
 
 /// Merged index files hold up to this many blobs (12 MB); files under half of it are merged.
-const MERGED_ENTRIES: usize = 250_000;
+pub(crate) const MERGED_ENTRIES: usize = 250_000;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -95,10 +96,13 @@ pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
     let now = writer.session().started();
     let ours = writer.session().id().to_string();
     let sessions = other_sessions(repo, now, &ours)?;
-    if let Some(other) = sessions.iter().find(|s| s.live && s.command == "prune") {
+    if let Some(other) = sessions
+        .iter()
+        .find(|s| s.live && matches!(s.command.as_str(), "prune" | REPAIR))
+    {
         return Err(Error::Invalid(format!(
-            "another prune is running (host {}, process {}, since {}); prunes run one at a time",
-            other.hostname, other.pid, other.started_at
+            "another {} is running (host {}, process {}, since {}); prune and repair run one at a time",
+            other.command, other.hostname, other.pid, other.started_at
         )));
     }
     let marks = garbage::load(repo)?;

@@ -97,11 +97,10 @@ impl Session<'_, '_> {
         // The snapshot records it and the command reports it once; a warning here said it twice.
         tracing::debug!("{}: {err}", path.display());
         if let Ok(mut errors) = self.errors.lock() {
-            errors.push(ItemError {
-                path: path.display().to_string(),
-                message: err.to_string(),
-                changed_while_read: false,
-            });
+            errors.push(ItemError::unreadable(
+                path.display().to_string(),
+                err.to_string(),
+            ));
         }
     }
 

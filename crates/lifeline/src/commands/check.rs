@@ -45,6 +45,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let mut value = serde_json::to_value(&report)?;
         value["wal"] = serde_json::to_value(&wal)?;
         value["verification_record"] = serde_json::to_value(&recorded)?;
+        value["hints"] = serde_json::to_value(repair_hints(&report))?;
         print_json(&value)?;
     } else {
         print(&report, &wal, recorded.is_some());
@@ -109,7 +110,37 @@ fn print(report: &lifeline_repo::check::Report, wal: &ArchiveReport, recorded: b
     } else {
         println!("{problems} problem(s) found");
     }
+    for hint in repair_hints(report) {
+        println!("hint: {hint}");
+    }
     if recorded {
         println!("the result is recorded in the repository");
     }
+}
+
+/// Which `repair` commands fix the problems found: the index when an index file is damaged or names
+/// packs wrongly (or blobs are missing while packs no index names are stored), the snapshots when
+/// some depend on data that is lost.
+fn repair_hints(report: &lifeline_repo::check::Report) -> Vec<&'static str> {
+    let index_damage = report.problems.iter().any(|p| {
+        p.object.starts_with("index/")
+            || (p.object.starts_with("data/")
+                && (p.detail.starts_with("missing:") || p.detail.starts_with("truncated:")))
+            || ((p.object.starts_with("blob ") || p.object.starts_with("tree "))
+                && report.unindexed_packs > 0)
+    });
+    let mut hints = Vec::new();
+    if index_damage {
+        hints.push(
+            "`lifeline repair index` rebuilds the index from the packs' own trailers; run `check` again afterwards",
+        );
+    }
+    if !report.damaged_snapshots.is_empty() {
+        hints.push(if index_damage {
+            "if data stays lost after `repair index`, `lifeline repair snapshots` writes the damaged snapshots again without it (the originals are kept unless --forget)"
+        } else {
+            "`lifeline repair snapshots` writes the damaged snapshots again without the lost data (the originals are kept unless --forget)"
+        });
+    }
+    hints
 }

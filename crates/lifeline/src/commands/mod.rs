@@ -13,6 +13,7 @@ pub mod key;
 pub mod ls;
 pub mod pg;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Pg(args) => pg::run(&ctx, args),
         Command::Forget(args) => forget::run(&ctx, args),
         Command::Prune(args) => prune::run(&ctx, args),
+        Command::Repair(args) => repair::run(&ctx, args),
         Command::Hold(args) => hold::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
