@@ -255,6 +255,53 @@ impl ExcludeOptions {
     }
 }
 
+/// Which snapshots a command considers (restic's `--tag`, `--host`, `--path`). Every SNAPSHOT argument
+/// is taken within it: `latest` is the newest snapshot that matches, and an ID of one that does not
+/// is refused.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct SnapshotFilterArgs {
+    /// Only snapshots with this tag (repeatable: all of them)
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+
+    /// Only snapshots from this host (repeatable: any of them)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+
+    /// Only snapshots that include this path (repeatable: all of them)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilterArgs {
+    pub fn filter(&self) -> lifeline_repo::snapshot::SnapshotFilter {
+        lifeline_repo::snapshot::SnapshotFilter {
+            tags: self.tags.clone(),
+            hosts: self.hosts.clone(),
+            paths: self.paths.iter().map(|p| clean_path(p)).collect(),
+        }
+    }
+}
+
+/// An absolute path as backups record it (`/srv/data/` and `/srv//data` are `/srv/data`); other
+/// names, such as a `--stdin` snapshot's, as given.
+fn clean_path(path: &str) -> String {
+    if !path.starts_with('/') {
+        return path.to_string();
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 fn one() -> usize {
     1
 }
@@ -348,6 +395,13 @@ one_file_system = true"#,
         assert_eq!(e.exclude_file, [PathBuf::from("/etc/lifeline/excludes")]);
         assert!(e.exclude_caches && e.one_file_system);
         assert!(toml::from_str::<ExcludeOptions>("excludes = []").is_err());
+    }
+
+    #[test]
+    fn filter_paths_are_compared_as_backups_record_them() {
+        assert_eq!(clean_path("/srv//data/./x/../"), "/srv/data");
+        assert_eq!(clean_path("/"), "/");
+        assert_eq!(clean_path("mydb.sql"), "mydb.sql");
     }
 
     /// The plan's `retention = { … }` and `forget`'s flags are one struct.

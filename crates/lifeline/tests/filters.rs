@@ -207,3 +207,172 @@ fn a_bad_exclude_pattern_is_named() {
     );
     assert!(repo.snapshots().is_empty(), "nothing was written");
 }
+
+/// Backs up `dir` holding `content` in `file`; returns the snapshot ID.
+#[track_caller]
+fn backup_version(repo: &Repo, dir: &Path, content: &str, extra: &[&str]) -> String {
+    write_file(&dir.join("file"), content);
+    json_str(&repo.backup(&[dir], extra), "snapshot_id").to_string()
+}
+
+#[test]
+fn latest_within_a_tag_filter_is_the_newest_matching_snapshot() {
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    let file = src.join("file");
+    backup_version(
+        &repo,
+        &src,
+        "prod 1",
+        &["--tag", "env=prod", "--tag", "tier=gold"],
+    );
+    backup_version(&repo, &src, "prod 2", &["--tag", "env=prod"]);
+    backup_version(&repo, &src, "test 3", &["--tag", "env=test"]);
+
+    assert_eq!(repo.dump("latest", &file), b"test 3");
+    let dump = |filter: &[&str]| {
+        let mut args = vec!["dump", "latest", file.to_str().unwrap()];
+        args.extend_from_slice(filter);
+        repo.run(&args)
+    };
+    assert_eq!(
+        dump(&["--tag", "env=prod"]).assert_success().stdout_str(),
+        "prod 2"
+    );
+    // Every tag given must be present.
+    assert_eq!(
+        dump(&["--tag", "env=prod", "--tag", "tier=gold"])
+            .assert_success()
+            .stdout_str(),
+        "prod 1"
+    );
+    let none = dump(&["--tag", "env=staging"]);
+    none.assert_failure();
+    assert!(
+        none.stderr_str()
+            .contains("no snapshot matches the filter (tag env=staging)"),
+        "{}",
+        none.describe()
+    );
+
+    let out = repo.run([
+        "restore", "latest", "--tag", "env=prod", "--target", "restored",
+    ]);
+    out.assert_success();
+    assert_eq!(
+        std::fs::read(restored(&repo.join("restored"), &file)).unwrap(),
+        b"prod 2"
+    );
+    let out = repo.run(["snapshots", "--json", "--tag", "env=prod"]);
+    assert_eq!(out.assert_success().json().as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn snapshots_filtered_by_host_and_path() {
+    let repo = Repo::init();
+    let one = repo.sandbox.mkdir("one");
+    let two = repo.sandbox.mkdir("two");
+    let a1 = backup_version(&repo, &one, "a", &["--host", "alpha"]);
+    let b1 = backup_version(&repo, &one, "b", &["--host", "beta"]);
+    let a2 = backup_version(&repo, &two, "c", &["--host", "alpha"]);
+    let ids = |filter: &[&str]| -> BTreeSet<String> {
+        let mut args = vec!["snapshots", "--json"];
+        args.extend_from_slice(filter);
+        let out = repo.run(&args);
+        out.assert_success();
+        out.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| json_str(s, "id").to_string())
+            .collect()
+    };
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(ids(&["--host", "alpha"]), set(&[&a1, &a2]));
+    assert_eq!(
+        ids(&["--host", "alpha", "--host", "beta"]),
+        set(&[&a1, &b1, &a2])
+    );
+    let one_slash = format!("{}/", one.display());
+    assert_eq!(ids(&["--path", &one_slash]), set(&[&a1, &b1]));
+    assert_eq!(
+        ids(&["--host", "alpha", "--path", one.to_str().unwrap()]),
+        set(&[&a1])
+    );
+    assert_eq!(
+        ids(&[
+            "--path",
+            one.to_str().unwrap(),
+            "--path",
+            two.to_str().unwrap()
+        ]),
+        set(&[])
+    );
+    let v = repo.run(["snapshots", "--json", "--host", "beta"]).json();
+    assert_eq!(json_str(&v[0], "hostname"), "beta");
+
+    // `backup --host` names the host, and the parent is that host's latest of the same paths.
+    let v = repo.backup(&[&one], &["--host", "beta"]);
+    assert_eq!(json_str(&v, "parent"), b1);
+    let out = repo.run([
+        "ls",
+        "latest",
+        "--host",
+        "alpha",
+        "--path",
+        one.to_str().unwrap(),
+    ]);
+    assert!(lines(out.assert_success()).contains(&p(&one.join("file"))));
+}
+
+#[test]
+fn a_snapshot_id_outside_the_filter_is_refused() {
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    let prod = backup_version(&repo, &src, "prod", &["--tag", "env=prod"]);
+    let test = backup_version(&repo, &src, "test", &["--tag", "env=test"]);
+    let short = &test[..8];
+    for args in [
+        vec!["ls", short, "--tag", "env=prod"],
+        vec!["restore", short, "--tag", "env=prod", "--target", "out"],
+        vec!["diff", &prod[..8], short, "--tag", "env=prod"],
+        vec![
+            "hold", "add", short, "--reason", "case 1", "--tag", "env=prod",
+        ],
+        vec!["forget", short, "--tag", "env=prod"],
+    ] {
+        let out = repo.run(&args);
+        out.assert_failure();
+        assert!(
+            out.stderr_str().contains(&format!(
+                "snapshot {short} does not match the filter (tag env=prod)"
+            )),
+            "{args:?}: {}",
+            out.describe()
+        );
+    }
+    assert_eq!(repo.snapshots().len(), 2, "nothing was forgotten");
+    assert!(!repo.join("out").exists(), "nothing was restored");
+    // Within the filter the same ID is fine.
+    repo.run(["ls", short, "--tag", "env=test"])
+        .assert_success();
+}
+
+/// restic's `forget --tag`: the policy judges only the matching snapshots; the others stay.
+#[test]
+fn forget_with_a_filter_judges_only_the_matching_snapshots() {
+    let repo = Repo::init();
+    let src = repo.sandbox.mkdir("src");
+    let prod = backup_version(&repo, &src, "prod", &["--tag", "env=prod"]);
+    let old = backup_version(&repo, &src, "test 1", &["--tag", "env=test"]);
+    let new = backup_version(&repo, &src, "test 2", &["--tag", "env=test"]);
+    let out = repo.run(["forget", "--keep-last", "1", "--tag", "env=test", "--json"]);
+    out.assert_success();
+    assert_eq!(json_u64(&out.json(), "removed"), 1, "{}", out.describe());
+    let left: BTreeSet<String> = repo
+        .snapshots()
+        .iter()
+        .map(|s| json_str(s, "id").to_string())
+        .collect();
+    assert_eq!(left, [prod, new].into_iter().collect(), "{old} alone goes");
+}

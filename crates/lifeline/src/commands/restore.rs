@@ -6,6 +6,7 @@ use lifeline_sources::files;
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::SnapshotFilterArgs;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -15,11 +16,14 @@ pub struct Args {
     /// Directory to restore into; a source path /a/b lands in DIR/a/b
     #[arg(long, value_name = "DIR")]
     target: PathBuf,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let (id, snap) = repo.find_snapshot(&args.snapshot)?;
+    let (id, snap) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let reader = repo.reader()?;
     let bar = Bar::new(ctx.json, Some(snap.summary.bytes));
     let result = files::restore(&reader, snap.tree, &args.target, &bar)?;

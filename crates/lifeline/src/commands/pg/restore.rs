@@ -16,6 +16,7 @@ use lifeline_sources::postgres::{tools, vector};
 use super::Pg;
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::SnapshotFilterArgs;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +59,9 @@ pub struct Args {
     /// Restore this base backup instead of the one chosen for the target
     #[arg(long, value_name = "SNAPSHOT")]
     set: Option<String>,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 
     /// Cluster to restore when the repository holds several
     #[arg(long, value_name = "ID")]
@@ -139,6 +143,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         backups,
         target,
         args.set.as_deref(),
+        &args.filter.filter(),
         args.target_timeline.unwrap_or(TimelineChoice::Unspecified),
     )?;
     let restore_command = restore_command(ctx)?;
