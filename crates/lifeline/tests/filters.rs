@@ -1,5 +1,6 @@
 //! What a backup leaves out (`--exclude`, `--exclude-file`, `--exclude-caches`, `--one-file-system`)
 //! and which snapshots a command considers (`--tag`, `--host`, `--path`), as restic users know them.
+//! The `pg restore` test needs the PostgreSQL 18 test server (`scripts/postgres.sh`), as pg_pitr.rs.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -8,6 +9,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use common::pg::PgVersion;
+use common::pitr::Env;
 use common::*;
 
 const CACHE_TAG: &str =
@@ -375,4 +378,34 @@ fn forget_with_a_filter_judges_only_the_matching_snapshots() {
         .map(|s| json_str(s, "id").to_string())
         .collect();
     assert_eq!(left, [prod, new].into_iter().collect(), "{old} alone goes");
+}
+
+/// `pg restore` chooses among the base backups the filter matches (an incremental one is restored
+/// with its parents, matching or not), and refuses `--set` outside the filter.
+#[test]
+fn pg_restore_chooses_among_the_base_backups_the_filter_matches() {
+    let env = Env::new(PgVersion::V18, "filter", &[]);
+    let c = &env.cluster;
+    c.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    env.backup(&c.url(), &[]);
+    c.psql("INSERT INTO t VALUES (2)");
+    let gold = env.backup(&c.url(), &["--incremental", "--tag", "tier=gold"]);
+    let newest = env.backup(&c.url(), &[]);
+
+    let (out, _) = env.restore("any", &["--target", "immediate"]);
+    assert_eq!(out.assert_success().json()["backup"], newest["snapshot_id"]);
+    let (out, _) = env.restore("gold", &["--target", "immediate", "--tag", "tier=gold"]);
+    let report = out.assert_success().json();
+    assert_eq!(report["backup"], gold["snapshot_id"], "{report:#}");
+    assert_eq!(report["backups_combined"], 2, "{report:#}");
+
+    let short = &json_str(&newest, "snapshot_id")[..8];
+    let (out, dir) = env.restore("outside", &["--set", short, "--tag", "tier=gold"]);
+    out.assert_code(EXIT_FATAL).assert_output_contains(&format!(
+        "snapshot {short} does not match the filter (tag tier=gold)"
+    ));
+    assert!(!dir.exists(), "a refused restore wrote {}", dir.display());
+    let (out, _) = env.restore("none", &["--tag", "tier=silver"]);
+    out.assert_code(EXIT_FATAL)
+        .assert_output_contains("no snapshot matches the filter (tag tier=silver)");
 }
