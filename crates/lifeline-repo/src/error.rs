@@ -33,6 +33,10 @@ pub enum Error {
     },
     #[error("no snapshot matches {0:?}")]
     SnapshotNotFound(String),
+    #[error("no snapshot matches the filter ({0}); `lifeline snapshots` with the same filter lists what does")]
+    NoSnapshotInFilter(String),
+    #[error("snapshot {id} does not match the filter ({filter}); name a snapshot that does, or drop the filter")]
+    OutsideFilter { id: String, filter: String },
     #[error(
         "snapshot prefix {0:?} is ambiguous: it matches several snapshots; give more characters"
     )]

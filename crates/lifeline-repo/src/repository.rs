@@ -10,7 +10,7 @@ use crate::crypto::{open_object, seal_object, KeySlot, Keyring, ObjectType, Secr
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::pack::{read_trailer, PackBlobs};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotFilter};
 use crate::storage::Storage;
 use crate::Id;
 
@@ -46,12 +46,20 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
-    /// The newest readable snapshot.
-    pub fn latest(&self) -> Result<(Id, Snapshot)> {
+    /// The newest readable snapshot that `filter` matches.
+    pub fn latest(&self, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
         self.items
-            .last()
+            .iter()
+            .rev()
+            .find(|(_, s)| filter.matches(s))
             .cloned()
-            .ok_or_else(|| Error::SnapshotNotFound("latest".into()))
+            .ok_or_else(|| {
+                if filter.is_empty() {
+                    Error::SnapshotNotFound("latest".into())
+                } else {
+                    Error::NoSnapshotInFilter(filter.to_string())
+                }
+            })
     }
 }
 
@@ -341,6 +349,17 @@ impl Repository {
     /// A snapshot by ID prefix or `latest` (the newest readable one: a damaged snapshot object
     /// does not hide the others; its damage is logged, and `check` names it).
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        self.find_snapshot_filtered(spec, &SnapshotFilter::default())
+    }
+
+    /// A snapshot by ID prefix or `latest`, within `filter`: `latest` is the newest readable snapshot
+    /// the filter matches, and an ID prefix naming a snapshot outside it is refused rather than
+    /// silently used.
+    pub fn find_snapshot_filtered(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
             let list = self.load_snapshots()?;
             for (key, e) in &list.damaged {
@@ -348,7 +367,7 @@ impl Repository {
                     "{key} cannot be read ({e}); `latest` is the newest readable snapshot"
                 );
             }
-            return list.latest();
+            return list.latest(filter);
         }
         let spec_lc = spec.to_ascii_lowercase();
         let matches: Vec<Id> = self
@@ -356,19 +375,36 @@ impl Repository {
             .into_iter()
             .filter(|id| id.to_hex().starts_with(&spec_lc))
             .collect();
-        match matches.as_slice() {
-            [id] => Ok((*id, self.load_snapshot(id)?)),
-            [] => Err(Error::SnapshotNotFound(spec.into())),
-            _ => Err(Error::AmbiguousSnapshot(spec.into())),
+        let (id, snapshot) = match matches.as_slice() {
+            [id] => (*id, self.load_snapshot(id)?),
+            [] => return Err(Error::SnapshotNotFound(spec.into())),
+            _ => return Err(Error::AmbiguousSnapshot(spec.into())),
+        };
+        if !filter.matches(&snapshot) {
+            return Err(Error::OutsideFilter {
+                id: id.short(),
+                filter: filter.to_string(),
+            });
         }
+        Ok((id, snapshot))
     }
 
-    /// The snapshots `specs` name (ID prefixes or `latest`); every snapshot when there are none.
-    pub fn find_snapshots(&self, specs: &[String]) -> Result<Vec<(Id, Snapshot)>> {
+    /// The snapshots `specs` name (ID prefixes or `latest`) within `filter`; every snapshot the
+    /// filter matches when there are none.
+    pub fn find_snapshots(
+        &self,
+        specs: &[String],
+        filter: &SnapshotFilter,
+    ) -> Result<Vec<(Id, Snapshot)>> {
         if specs.is_empty() {
-            return self.snapshots();
+            let mut all = self.snapshots()?;
+            all.retain(|(_, s)| filter.matches(s));
+            return Ok(all);
         }
-        specs.iter().map(|spec| self.find_snapshot(spec)).collect()
+        specs
+            .iter()
+            .map(|spec| self.find_snapshot_filtered(spec, filter))
+            .collect()
     }
 
     // --- index ------------------------------------------------------------------------------------

@@ -290,6 +290,43 @@ pub fn explicit(
     Ok(plan)
 }
 
+/// What the snapshots a filtered `forget` leaves alone need to be restored, transitively, among those
+/// it judges: as keeping reasons for `Guards::pinned`. Without them a policy over one tag could
+/// remove the parent of an incremental backup that carries another.
+pub fn needed_outside(
+    snapshots: &[(Id, Snapshot)],
+    judged: &dyn Fn(&Snapshot) -> bool,
+    depends_on: &dyn Fn(&Snapshot) -> Vec<Id>,
+) -> HashMap<Id, String> {
+    let by_id: HashMap<Id, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
+    let mut stack: Vec<(Id, Id)> = snapshots
+        .iter()
+        .filter(|(_, s)| !judged(s))
+        .map(|(id, _)| (*id, *id))
+        .collect();
+    let mut seen: HashSet<Id> = stack.iter().map(|(id, _)| *id).collect();
+    let mut pinned = HashMap::new();
+    // Each entry: a snapshot that stays, and the snapshot outside the filter it stays for.
+    while let Some((id, outside)) = stack.pop() {
+        let Some(snapshot) = by_id.get(&id) else {
+            continue;
+        };
+        for needed in depends_on(snapshot) {
+            if !seen.insert(needed) {
+                continue;
+            }
+            if by_id.get(&needed).is_some_and(|s| judged(s)) {
+                pinned.insert(
+                    needed,
+                    format!("needed to restore {} (outside the filter)", outside.short()),
+                );
+            }
+            stack.push((needed, outside));
+        }
+    }
+    pinned
+}
+
 /// Group, let `rules` give each snapshot (newest first) its keeping reasons, then add the guards.
 fn plan(
     snapshots: &[(Id, Snapshot)],
@@ -555,6 +592,25 @@ mod tests {
         );
         let plan = explicit(&history(), &[Id([2; 32])], GroupBy::default(), &g).expect("plan");
         assert_eq!(plan.removed(), [Id([2; 32])]);
+    }
+
+    /// A policy over some snapshots keeps what the others need: 3 is outside the filter and needs 4,
+    /// which needs 5 (an incremental chain).
+    #[test]
+    fn a_filtered_forget_keeps_what_snapshots_outside_the_filter_need() {
+        let snaps = history();
+        let deps = |s: &Snapshot| match s.time.as_str() {
+            "2026-11-29T02:00:00Z" => vec![Id([4; 32])],
+            "2026-11-28T02:00:00Z" => vec![Id([5; 32])],
+            _ => Vec::new(),
+        };
+        let judged = |s: &Snapshot| !s.time.starts_with("2026-11-29");
+        let pinned = needed_outside(&snaps, &judged, &deps);
+        let mut ids: Vec<u8> = pinned.keys().map(|id| id.0[0]).collect();
+        ids.sort();
+        assert_eq!(ids, [4, 5]);
+        assert!(pinned[&Id([5; 32])].contains("outside the filter"));
+        assert!(needed_outside(&snaps, &|_| true, &deps).is_empty());
     }
 
     #[test]

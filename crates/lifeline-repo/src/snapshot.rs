@@ -79,3 +79,96 @@ impl Snapshot {
         chrono::DateTime::parse_from_rfc3339(&self.time).unwrap_or_default()
     }
 }
+
+/// Which snapshots a command considers, as restic's `--tag`, `--host` and `--path`: a snapshot
+/// matches when it has every given tag, comes from any of the given hosts, and includes every given
+/// path. The empty filter matches every snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    pub tags: Vec<(String, String)>,
+    pub hosts: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty() && self.hosts.is_empty() && self.paths.is_empty()
+    }
+
+    pub fn matches(&self, snapshot: &Snapshot) -> bool {
+        self.tags
+            .iter()
+            .all(|(k, v)| snapshot.tags.get(k) == Some(v))
+            && (self.hosts.is_empty() || self.hosts.contains(&snapshot.hostname))
+            && self.paths.iter().all(|p| snapshot.paths.contains(p))
+    }
+}
+
+/// `tag env=prod, host a or b, path /srv`, for messages.
+impl std::fmt::Display for SnapshotFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .tags
+            .iter()
+            .map(|(k, v)| format!("tag {k}={v}"))
+            .collect();
+        if !self.hosts.is_empty() {
+            parts.push(format!("host {}", self.hosts.join(" or ")));
+        }
+        parts.extend(self.paths.iter().map(|p| format!("path {p}")));
+        if parts.is_empty() {
+            f.write_str("every snapshot")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(host: &str, paths: &[&str], tags: &[(&str, &str)]) -> Snapshot {
+        let mut s = Snapshot::new(
+            "files",
+            paths.iter().map(|p| p.to_string()).collect(),
+            Id([0; 32]),
+        );
+        s.hostname = host.into();
+        s.tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s
+    }
+
+    /// restic's semantics: all tags, any host, all paths.
+    #[test]
+    fn a_filter_needs_every_tag_and_path_and_any_host() {
+        let s = snapshot(
+            "db1",
+            &["/etc", "/srv"],
+            &[("env", "prod"), ("tier", "gold")],
+        );
+        let f = |tags: &[(&str, &str)], hosts: &[&str], paths: &[&str]| SnapshotFilter {
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        };
+        assert!(f(&[], &[], &[]).matches(&s));
+        assert!(f(&[("env", "prod"), ("tier", "gold")], &[], &[]).matches(&s));
+        assert!(!f(&[("env", "prod"), ("tier", "silver")], &[], &[]).matches(&s));
+        assert!(!f(&[("env", "test")], &[], &[]).matches(&s));
+        assert!(f(&[], &["web", "db1"], &[]).matches(&s));
+        assert!(!f(&[], &["web"], &[]).matches(&s));
+        assert!(f(&[], &[], &["/srv", "/etc"]).matches(&s));
+        assert!(!f(&[], &[], &["/srv", "/home"]).matches(&s));
+        assert_eq!(
+            f(&[("env", "prod")], &["a", "b"], &["/srv"]).to_string(),
+            "tag env=prod, host a or b, path /srv"
+        );
+    }
+}

@@ -198,6 +198,110 @@ pub struct RetentionOptions {
     pub keep_pitr: Option<std::time::Duration>,
 }
 
+/// What a file backup leaves out: `backup`'s flags, and (in the plan) a source's `exclude = [...]`.
+/// restic's flags, with restic's meaning.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludeOptions {
+    /// Leave out what matches this glob (repeatable). `/srv/cache` matches that path from the root;
+    /// a pattern without a leading `/` matches the end of any path (`*.tmp` every file so named).
+    /// `*` and `?` stay within a name, `**` crosses directories, `[...]` is a class. A directory
+    /// that matches is left out with everything below it
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    #[serde(default)]
+    pub exclude: Vec<String>,
+
+    /// Read exclude patterns from FILE, one per line; blank lines and `#` comments are skipped
+    /// (repeatable)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    #[serde(default)]
+    pub exclude_file: Vec<PathBuf>,
+
+    /// Leave out the contents of directories holding a valid CACHEDIR.TAG (the directory and the
+    /// tag are kept)
+    #[arg(long)]
+    #[serde(default)]
+    pub exclude_caches: bool,
+
+    /// Stay on the file system of each path given: a mount point below one is kept as an empty
+    /// directory
+    #[arg(long, short = 'x')]
+    #[serde(default)]
+    pub one_file_system: bool,
+}
+
+impl ExcludeOptions {
+    pub fn is_empty(&self) -> bool {
+        self.exclude.is_empty()
+            && self.exclude_file.is_empty()
+            && !self.exclude_caches
+            && !self.one_file_system
+    }
+
+    /// The patterns of the flags and the files, compiled; a bad pattern or a missing file is named.
+    pub fn exclusions(&self) -> anyhow::Result<lifeline_sources::files::Exclusions> {
+        let mut patterns = self.exclude.clone();
+        for file in &self.exclude_file {
+            patterns.extend(
+                lifeline_sources::files::patterns_from_file(file)
+                    .with_context(|| format!("cannot read exclude file {}", file.display()))?,
+            );
+        }
+        Ok(lifeline_sources::files::Exclusions::new(
+            &patterns,
+            self.exclude_caches,
+            self.one_file_system,
+        )?)
+    }
+}
+
+/// Which snapshots a command considers (restic's `--tag`, `--host`, `--path`). Every SNAPSHOT argument
+/// is taken within it: `latest` is the newest snapshot that matches, and an ID of one that does not
+/// is refused.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct SnapshotFilterArgs {
+    /// Only snapshots with this tag (repeatable: all of them)
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+
+    /// Only snapshots from this host (repeatable: any of them)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+
+    /// Only snapshots that include this path (repeatable: all of them)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilterArgs {
+    pub fn filter(&self) -> lifeline_repo::snapshot::SnapshotFilter {
+        lifeline_repo::snapshot::SnapshotFilter {
+            tags: self.tags.clone(),
+            hosts: self.hosts.clone(),
+            paths: self.paths.iter().map(|p| clean_path(p)).collect(),
+        }
+    }
+}
+
+/// An absolute path as backups record it (`/srv/data/` and `/srv//data` are `/srv/data`); other
+/// names, such as a `--stdin` snapshot's, as given.
+fn clean_path(path: &str) -> String {
+    if !path.starts_with('/') {
+        return path.to_string();
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 fn one() -> usize {
     1
 }
@@ -276,6 +380,29 @@ pub fn parse_share(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan's `exclude = [...]` and `backup`'s flags are one struct.
+    #[test]
+    fn an_exclude_table_reads_into_the_options_backup_takes() {
+        let e: ExcludeOptions = toml::from_str(
+            r#"exclude = ["*.tmp", "/srv/cache"]
+exclude_file = ["/etc/lifeline/excludes"]
+exclude_caches = true
+one_file_system = true"#,
+        )
+        .expect("parse");
+        assert_eq!(e.exclude, ["*.tmp", "/srv/cache"]);
+        assert_eq!(e.exclude_file, [PathBuf::from("/etc/lifeline/excludes")]);
+        assert!(e.exclude_caches && e.one_file_system);
+        assert!(toml::from_str::<ExcludeOptions>("excludes = []").is_err());
+    }
+
+    #[test]
+    fn filter_paths_are_compared_as_backups_record_them() {
+        assert_eq!(clean_path("/srv//data/./x/../"), "/srv/data");
+        assert_eq!(clean_path("/"), "/");
+        assert_eq!(clean_path("mydb.sql"), "mydb.sql");
+    }
 
     /// The plan's `retention = { … }` and `forget`'s flags are one struct.
     #[test]

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -15,6 +16,7 @@ use lifeline_repo::tree::{ContentRef, Node, NodeType, Tree};
 use lifeline_repo::{Bundle, Id, Result, Writer, BUNDLE_FILE_LIMIT};
 use rayon::prelude::*;
 
+use super::exclude::{Exclusions, CACHEDIR_TAG};
 use super::metadata::{change_while_read, node_from, unchanged};
 use crate::Progress;
 
@@ -23,12 +25,16 @@ pub struct BackupResult {
     pub summary: Summary,
     /// Items that could not be read; the snapshot records them.
     pub errors: Vec<ItemError>,
+    /// Entries the exclusions left out (a directory counts once, not its contents).
+    pub excluded: u64,
 }
 
 struct Session<'a, 'r> {
     writer: &'a Writer<'r>,
     progress: &'a dyn Progress,
+    exclusions: &'a Exclusions,
     errors: Mutex<Vec<ItemError>>,
+    excluded: AtomicU64,
     files: AtomicU64,
     dirs: AtomicU64,
     bytes: AtomicU64,
@@ -45,11 +51,12 @@ struct Trie {
 }
 
 /// Back up `paths` (absolute). `parent` is the root tree of an earlier snapshot of the same paths:
-/// files unchanged since then are not read again.
+/// files unchanged since then are not read again. What `exclusions` leave out is not read at all.
 pub fn backup(
     writer: &Writer<'_>,
     paths: &[PathBuf],
     parent: Option<Id>,
+    exclusions: &Exclusions,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
     let mut trie = Trie::default();
@@ -66,7 +73,9 @@ pub fn backup(
     let session = Session {
         writer,
         progress,
+        exclusions,
         errors: Mutex::new(Vec::new()),
+        excluded: AtomicU64::new(0),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -89,6 +98,7 @@ pub fn backup(
             duration_ms: 0,
         },
         errors,
+        excluded: session.excluded.into_inner(),
     })
 }
 
@@ -138,6 +148,10 @@ impl Session<'_, '_> {
             .par_iter()
             .map(|(name, child)| {
                 let child_path = path.join(std::ffi::OsStr::from_bytes(name));
+                if child.selected && self.exclusions.excludes(&child_path) {
+                    self.excluded.fetch_add(1, Ordering::Relaxed);
+                    return Ok(None);
+                }
                 let meta = match fs::symlink_metadata(&child_path) {
                     Ok(meta) => meta,
                     Err(e) => {
@@ -147,7 +161,8 @@ impl Session<'_, '_> {
                 };
                 let old = parent_tree.as_ref().and_then(|t| t.find(name));
                 if child.selected {
-                    return self.entry_node(name.clone(), &child_path, &meta, old);
+                    // A starting path is backed up even where it is a mount point.
+                    return self.entry_node(name.clone(), &child_path, &meta, meta.dev(), old);
                 }
                 let mut node = node_from(name.clone(), &meta);
                 node.node_type = NodeType::Dir;
@@ -161,19 +176,28 @@ impl Session<'_, '_> {
         })
     }
 
-    /// The node for one entry that is backed up whole (with everything below it).
+    /// The node for one entry that is backed up whole (with everything below it). `dir_dev` is the
+    /// device of the directory it is listed in.
     fn entry_node(
         &self,
         name: Vec<u8>,
         path: &Path,
         meta: &Metadata,
+        dir_dev: u64,
         old: Option<&Node>,
     ) -> Result<Option<Node>> {
         let mut node = node_from(name, meta);
         match node.node_type {
+            NodeType::Dir if self.exclusions.crosses(meta, dir_dev) => {
+                // A mount point: kept as an empty directory so a restore has somewhere to mount.
+                self.dirs.fetch_add(1, Ordering::Relaxed);
+                self.excluded.fetch_add(1, Ordering::Relaxed);
+                node.subtree = Some(self.writer.add_tree(Tree { nodes: Vec::new() })?);
+            }
             NodeType::Dir => {
                 self.dirs.fetch_add(1, Ordering::Relaxed);
-                node.subtree = Some(self.dir_tree(path, old.and_then(|o| o.subtree))?);
+                node.subtree =
+                    Some(self.dir_tree(path, meta.dev(), old.and_then(|o| o.subtree))?);
             }
             NodeType::Symlink => match fs::read_link(path) {
                 Ok(target) => node.target = Some(target.into_os_string().into_vec()),
@@ -254,10 +278,12 @@ impl Session<'_, '_> {
     }
 
     /// A directory's tree. Small changed files are read in name order into bundles; everything else
-    /// runs in parallel.
-    fn dir_tree(&self, path: &Path, parent: Option<Id>) -> Result<Id> {
+    /// runs in parallel. `dev` is the directory's device.
+    fn dir_tree(&self, path: &Path, dev: u64, parent: Option<Id>) -> Result<Id> {
         let parent_tree = self.parent_tree(parent);
         let mut entries: Vec<(OsString, PathBuf, Metadata)> = Vec::new();
+        // A cache directory keeps only its tag, as restic does: the tag says what the directory is.
+        let cache = self.exclusions.is_cache(path);
         match fs::read_dir(path) {
             Ok(iter) => {
                 for entry in iter {
@@ -269,7 +295,17 @@ impl Session<'_, '_> {
                         }
                     };
                     let child = entry.path();
+                    if (cache && entry.file_name() != CACHEDIR_TAG)
+                        || self.exclusions.excludes(&child)
+                    {
+                        self.excluded.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     match fs::symlink_metadata(&child) {
+                        // Only a directory is a mount point; a file bound from elsewhere is left out.
+                        Ok(meta) if !meta.is_dir() && self.exclusions.crosses(&meta, dev) => {
+                            self.excluded.fetch_add(1, Ordering::Relaxed);
+                        }
                         Ok(meta) => entries.push((entry.file_name(), child, meta)),
                         Err(e) => self.record_error(&child, e),
                     }
@@ -295,7 +331,7 @@ impl Session<'_, '_> {
         let others = others
             .into_par_iter()
             .map(|(name, child, meta)| {
-                self.entry_node(name.as_bytes().to_vec(), child, meta, old_of(name))
+                self.entry_node(name.as_bytes().to_vec(), child, meta, dev, old_of(name))
             })
             .collect::<Result<Vec<Option<Node>>>>()?;
         nodes.extend(others.into_iter().flatten());

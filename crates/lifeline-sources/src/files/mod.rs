@@ -1,11 +1,13 @@
 //! Files and directory trees.
 
 mod backup;
+mod exclude;
 mod metadata;
 mod restore;
 mod sync;
 
 pub use backup::{backup, BackupResult};
+pub use exclude::{patterns_from_file, Exclusions, CACHEDIR_TAG};
 pub use restore::{
     restore, restore_delta, Matcher, Overwrite, RestoreOptions, RestoreResult, Selection,
 };

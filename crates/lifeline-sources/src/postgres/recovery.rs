@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset, TimeZone};
+use lifeline_repo::snapshot::SnapshotFilter;
 use lifeline_repo::Repository;
 
 use super::archive::{self, Archive, Segment};
@@ -91,21 +92,45 @@ impl Plan {
     }
 }
 
-/// Choose the backup and check the archive, without writing anything.
+/// Choose the backup among those `filter` matches and check the archive, without writing anything.
+/// An incremental backup's chain may reach outside the filter: it is what restoring it needs.
 pub fn plan(
     repo: &Repository,
     backups: Vec<BaseBackup>,
     target: Target,
     set: Option<&str>,
+    filter: &SnapshotFilter,
     choice: TimelineChoice,
 ) -> Result<Plan> {
     let chosen = match set {
-        Some(prefix) => backups
-            .iter()
-            .rfind(|b| b.id.to_hex().starts_with(prefix))
-            .cloned()
-            .ok_or_else(|| Error::Invalid(format!("no base backup matches --set {prefix:?}")))?,
-        None => choose(&backups, &target)?,
+        Some(prefix) => {
+            let chosen = backups
+                .iter()
+                .rfind(|b| b.id.to_hex().starts_with(prefix))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::Invalid(format!("no base backup matches --set {prefix:?}"))
+                })?;
+            if !filter.matches(&chosen.snapshot) {
+                return Err(lifeline_repo::Error::OutsideFilter {
+                    id: chosen.id.short(),
+                    filter: filter.to_string(),
+                }
+                .into());
+            }
+            chosen
+        }
+        None => {
+            let eligible: Vec<BaseBackup> = backups
+                .iter()
+                .filter(|b| filter.matches(&b.snapshot))
+                .cloned()
+                .collect();
+            if eligible.is_empty() && !filter.is_empty() {
+                return Err(lifeline_repo::Error::NoSnapshotInFilter(filter.to_string()).into());
+            }
+            choose(&eligible, &target)?
+        }
     };
     check_target_after_backup(&chosen, &target)?;
     let chain = catalog::chain(&backups, &chosen)?;

@@ -8,7 +8,7 @@ use lifeline_sources::{files, stdin};
 
 use crate::context::{print_json, Context};
 use crate::exit;
-use crate::options::parse_tag;
+use crate::options::{parse_tag, ExcludeOptions};
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -36,6 +36,14 @@ pub struct Args {
     /// Read every file again instead of trusting unchanged size/mtime/ctime/inode
     #[arg(long)]
     force: bool,
+
+    #[command(flatten)]
+    exclude: ExcludeOptions,
+
+    /// Record this host name instead of this machine's (as restic's --host); the parent snapshot
+    /// is looked for under it too
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
 
     /// Record this time as the snapshot's (RFC 3339, e.g. 2026-11-30T02:00:00Z) instead of now:
     /// for importing backups made elsewhere, as restic's --time
@@ -67,13 +75,13 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// The latest snapshot of the same paths from this host: the parent an incremental backup compares with.
+/// The latest snapshot of the same paths from `host`: the parent an incremental backup compares with.
 fn find_parent(
     repo: &Repository,
     kind: &str,
     paths: &[String],
+    host: &str,
 ) -> anyhow::Result<Option<(String, lifeline_repo::Id)>> {
-    let host = lifeline_repo::hostname();
     // A damaged snapshot never blocks a backup: the parent is the newest readable one.
     Ok(repo
         .load_snapshots()?
@@ -90,10 +98,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     };
+    if args.stdin && !args.exclude.is_empty() {
+        bail!("--exclude, --exclude-file, --exclude-caches and --one-file-system choose files to back up; they do not apply to --stdin");
+    }
+    // Bad patterns and missing exclude files are reported before anything is written.
+    let exclusions = args.exclude.exclusions()?;
+    let host = args.host.unwrap_or_else(lifeline_repo::hostname);
     let repo = ctx.open()?;
     let writer = Writer::new(&repo, None, args.compression)?;
     let bar = Bar::new(ctx.json, None);
 
+    let mut excluded = 0;
     let mut snapshot = if args.stdin {
         let name = args.name.unwrap_or_else(|| "stdin".into());
         let (tree, summary) = stdin::backup(&writer, &name, std::io::stdin(), &bar)?;
@@ -117,12 +132,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let parent = if args.force {
             None
         } else {
-            find_parent(&repo, "files", &names)?
+            find_parent(&repo, "files", &names, &host)?
         };
         if !ctx.json {
-            spawn_size_scan(&bar, paths.clone());
+            spawn_size_scan(&bar, paths.clone(), exclusions.clone());
         }
-        let result = files::backup(&writer, &paths, parent.as_ref().map(|p| p.1), &bar)?;
+        let result = files::backup(
+            &writer,
+            &paths,
+            parent.as_ref().map(|p| p.1),
+            &exclusions,
+            &bar,
+        )?;
+        excluded = result.excluded;
         let mut snap = Snapshot::new("files", names, result.tree);
         snap.parent = parent.map(|p| p.0);
         snap.summary = result.summary;
@@ -131,6 +153,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     };
     bar.finish();
     snapshot.time = start_time;
+    snapshot.hostname = host;
     snapshot.tags = args.tags.into_iter().collect();
     snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
     let (id, snapshot) = writer.finish(snapshot)?;
@@ -149,6 +172,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "files_unmodified": s.files_unmodified,
             "data_added": s.data_added,
             "duration_ms": s.duration_ms,
+            "excluded": excluded,
             "errors": snapshot.errors,
         }))?;
     } else {
@@ -160,6 +184,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             s.dirs,
             human_bytes(s.bytes)
         );
+        if excluded > 0 {
+            println!("Excluded: {excluded} item(s) (a directory counts once)");
+        }
         println!(
             "Added to the repository: {} in {:.1} s",
             human_bytes(s.data_added),
@@ -191,13 +218,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
 }
 
-/// Count the bytes to back up in the background, so the bar can show an ETA.
-fn spawn_size_scan(bar: &Bar, paths: Vec<PathBuf>) {
+/// Count the bytes to back up in the background, so the bar can show an ETA. Only the patterns are
+/// applied: caches and mount points are rare enough to leave to the estimate.
+fn spawn_size_scan(bar: &Bar, paths: Vec<PathBuf>, exclusions: files::Exclusions) {
     let set_total = bar.total_setter();
     std::thread::spawn(move || {
         let mut total = 0u64;
         let mut stack = paths;
         while let Some(p) = stack.pop() {
+            if exclusions.excludes(&p) {
+                continue;
+            }
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;
             };

@@ -7,6 +7,7 @@ use lifeline_sources::postgres::retention::copy_wal;
 
 use crate::commands::backup::human_bytes;
 use crate::context::{open_storage, print_json, Context};
+use crate::options::SnapshotFilterArgs;
 use crate::{exit, password};
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +26,9 @@ pub struct Args {
 
     /// Snapshots to copy (ID prefixes or `latest`); all when none are given
     snapshots: Vec<String>,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -47,11 +51,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     };
     let dst = Repository::open(open_storage(&args.to, &ctx.options.s3)?, dst_pw.bytes())
         .with_context(|| format!("cannot open the destination repository {}", args.to))?;
-    let ids = args
-        .snapshots
-        .iter()
-        .map(|spec| src.find_snapshot(spec).map(|(id, _)| id))
-        .collect::<Result<Vec<_>, _>>()?;
+    let filter = args.filter.filter();
+    // No IDs and no filter: `copy` takes every snapshot. A filter names its snapshots explicitly, and
+    // one that matches none copies none.
+    let ids: Vec<_> = if args.snapshots.is_empty() && filter.is_empty() {
+        Vec::new()
+    } else {
+        src.find_snapshots(&args.snapshots, &filter)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    if ids.is_empty() && !filter.is_empty() {
+        bail!("no snapshot of {from} matches the filter ({filter}); nothing to copy");
+    }
     let outcome = copy(&src, &dst, &ids)?;
     // The WAL the copied base backups need, so point-in-time recovery works from the copy.
     let wal = copy_wal(&src, &dst)?;

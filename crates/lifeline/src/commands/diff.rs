@@ -5,6 +5,7 @@ use lifeline_repo::diff::{diff, Change};
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::names;
+use crate::options::SnapshotFilterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,12 +16,16 @@ pub struct Args {
     /// Also list entries whose mode, owner or modification time changed (U)
     #[arg(long)]
     metadata: bool,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let (a_id, a) = repo.find_snapshot(&args.from)?;
-    let (b_id, b) = repo.find_snapshot(&args.to)?;
+    let filter = args.filter.filter();
+    let (a_id, a) = repo.find_snapshot_filtered(&args.from, &filter)?;
+    let (b_id, b) = repo.find_snapshot_filtered(&args.to, &filter)?;
     let reader = repo.reader()?;
     let changes = diff(&reader, a.tree, b.tree, args.metadata)?;
     let count = |c: Change| changes.iter().filter(|(_, x)| *x == c).count();

@@ -8,6 +8,7 @@ use lifeline_repo::tree::NodeType;
 use crate::context::Context;
 use crate::exit;
 use crate::names;
+use crate::options::SnapshotFilterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,11 +16,14 @@ pub struct Args {
     snapshot: String,
     /// Path of the file in the snapshot (for a --stdin snapshot, its name), as `ls` prints it
     path: OsString,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let (_, snap) = repo.find_snapshot(&args.snapshot)?;
+    let (_, snap) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let reader = repo.reader()?;
     let Some((path, node)) = names::lookup_arg(&reader, snap.tree, args.path.as_bytes())? else {
         bail!(

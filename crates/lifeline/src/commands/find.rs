@@ -10,6 +10,7 @@ use lifeline_repo::find::{find, Pattern};
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::names;
+use crate::options::SnapshotFilterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,6 +19,9 @@ pub struct Args {
     /// Snapshots to search (ID prefixes or `latest`); all when none are given
     #[arg(long = "snapshot", value_name = "ID")]
     snapshots: Vec<String>,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -33,7 +37,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Pattern::Name(&matches)
     };
     let repo = ctx.open()?;
-    let snapshots = repo.find_snapshots(&args.snapshots)?;
+    let snapshots = repo.find_snapshots(&args.snapshots, &args.filter.filter())?;
     let reader = repo.reader()?;
     let mut memo = HashMap::new();
     let mut found = Vec::new();

@@ -12,7 +12,7 @@ use crate::commands::backup::human_bytes;
 use crate::commands::prune::{self, Tuning};
 use crate::context::{print_json, Context};
 use crate::exit;
-use crate::options::RetentionOptions;
+use crate::options::{RetentionOptions, SnapshotFilterArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,6 +21,10 @@ pub struct Args {
 
     #[command(flatten)]
     policy: RetentionOptions,
+
+    // Only the snapshots the filter matches are judged; the others stay, and so does what they need.
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 
     /// Which snapshot fields make a group, judged on its own: host, kind, paths, tags, or none
     #[arg(long, default_value = "host,kind,paths", value_name = "FIELDS")]
@@ -49,12 +53,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let group_by = GroupBy::parse(&args.group_by)?;
     let repo = ctx.open()?;
     let snapshots = repo.snapshots()?;
+    let filter = args.filter.filter();
     let holds = Holds::load(&repo)?;
     let verified = Verifications::load(&repo)?.latest();
-    let pinned = match args.policy.keep_pitr {
+    let mut pinned = match args.policy.keep_pitr {
         Some(window) => pg::pitr_anchors(&repo, window, chrono::Utc::now())?,
         None => Default::default(),
     };
+    for (id, reason) in
+        retention::needed_outside(&snapshots, &|s| filter.matches(s), &pg::depends_on)
+    {
+        pinned.entry(id).or_insert(reason);
+    }
     let guards = Guards {
         holds: &holds,
         verified: &verified,
@@ -63,17 +73,29 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         depends_on: &pg::depends_on,
     };
     let plan = if args.snapshots.is_empty() {
-        retention::apply(&snapshots, &policy, group_by, &guards)
+        let judged: Vec<_> = snapshots
+            .iter()
+            .filter(|(_, s)| filter.matches(s))
+            .cloned()
+            .collect();
+        retention::apply(&judged, &policy, group_by, &guards)
     } else {
         let ids = args
             .snapshots
             .iter()
-            .map(|spec| repo.find_snapshot(spec).map(|(id, _)| id))
+            .map(|spec| repo.find_snapshot_filtered(spec, &filter).map(|(id, _)| id))
             .collect::<Result<Vec<_>, _>>()?;
         retention::explicit(&snapshots, &ids, group_by, &guards)?
     };
     let removed = plan.removed();
-    let kept: HashSet<Id> = plan.kept().into_iter().collect();
+    // Everything not removed stays, judged or not: WAL expiry must serve the snapshots outside the
+    // filter as well.
+    let gone: HashSet<Id> = removed.iter().copied().collect();
+    let kept: HashSet<Id> = snapshots
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !gone.contains(id))
+        .collect();
     let wal = pg::plan_expiry(&repo, &kept)?;
 
     if !args.dry_run {
@@ -91,7 +113,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         print_json(&serde_json::json!({
             "dry_run": args.dry_run,
             "groups": plan.groups,
-            "kept": kept.len(),
+            "kept": plan.kept().len(),
             "removed": removed.len(),
             "wal_expiry": wal,
             "prune": pruned,

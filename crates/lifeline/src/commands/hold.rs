@@ -8,6 +8,7 @@ use lifeline_repo::{Id, Repository};
 
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::SnapshotFilterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,6 +37,9 @@ struct AddArgs {
     /// The hold ends after this date (YYYY-MM-DD: the end of that day, UTC) or RFC 3339 time
     #[arg(long, value_name = "DATE", value_parser = parse_until)]
     until: Option<DateTime<Utc>>,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +50,9 @@ struct RemoveArgs {
     /// Why it is lifted; recorded
     #[arg(long)]
     reason: String,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,11 +74,16 @@ fn parse_until(text: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("{text:?} is not a date: use YYYY-MM-DD or an RFC 3339 time"))
 }
 
-fn resolve(repo: &Repository, specs: &[String]) -> anyhow::Result<Vec<Id>> {
+fn resolve(
+    repo: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilterArgs,
+) -> anyhow::Result<Vec<Id>> {
+    let filter = filter.filter();
     specs
         .iter()
         .map(|spec| {
-            repo.find_snapshot(spec)
+            repo.find_snapshot_filtered(spec, &filter)
                 .map(|(id, _)| id)
                 .with_context(|| format!("snapshot {spec:?}"))
         })
@@ -82,12 +94,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     match args.command {
         HoldCommand::Add(a) => {
-            let ids = resolve(&repo, &a.snapshots)?;
+            let ids = resolve(&repo, &a.snapshots, &a.filter)?;
             let record = hold::add(&repo, &ids, &a.reason, a.until)?;
             report(ctx, "held", &ids, &record)
         }
         HoldCommand::Remove(a) => {
-            let ids = resolve(&repo, &a.snapshots)?;
+            let ids = resolve(&repo, &a.snapshots, &a.filter)?;
             let record = hold::remove(&repo, &ids, &a.reason)?;
             report(ctx, "released", &ids, &record)
         }

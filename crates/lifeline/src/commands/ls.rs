@@ -8,6 +8,7 @@ use lifeline_repo::walk::walk;
 
 use crate::context::{print_json, Context};
 use crate::names;
+use crate::options::SnapshotFilterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,16 +16,23 @@ pub struct Args {
     snapshot: String,
     /// List only below this path
     path: Option<OsString>,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     // `latest` is the newest readable snapshot; damaged ones are named after the listing.
+    let filter = args.filter.filter();
     let (snap, damaged) = if args.snapshot == "latest" {
         let list = repo.load_snapshots()?;
-        (list.latest()?.1, list.damaged)
+        (list.latest(&filter)?.1, list.damaged)
     } else {
-        (repo.find_snapshot(&args.snapshot)?.1, Vec::new())
+        (
+            repo.find_snapshot_filtered(&args.snapshot, &filter)?.1,
+            Vec::new(),
+        )
     };
     let reader = repo.reader()?;
     let mut rows: Vec<(Vec<u8>, lifeline_repo::tree::Node)> = Vec::new();

@@ -12,6 +12,7 @@ use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::names;
+use crate::options::SnapshotFilterArgs;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +42,9 @@ pub struct Args {
     /// List what would be kept and deleted and count what would be written; change nothing
     #[arg(long)]
     dry_run: bool,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -84,7 +88,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let exclude_match = exclude.as_ref().map(|p| move |path: &[u8]| p.matches(path));
 
     let repo = ctx.open()?;
-    let (id, snap) = repo.find_snapshot(spec)?;
+    let (id, snap) = repo.find_snapshot_filtered(spec, &args.filter.filter())?;
     let reader = repo.reader()?;
     // `/a//b/` and `a/b` both mean `/a/b`.
     let prefix: Vec<u8> = components(sub_path.as_bytes())

@@ -7,9 +7,13 @@ use crate::commands::backup::human_bytes;
 use crate::commands::status::human_age;
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::SnapshotFilterArgs;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
+}
 
 /// A snapshot as `snapshots --json` shows it, with its hold and its latest data verification.
 fn to_json(
@@ -38,9 +42,11 @@ fn to_json(
     })
 }
 
-pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<u8> {
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let list = repo.load_snapshots()?;
+    let mut list = repo.load_snapshots()?;
+    let filter = args.filter.filter();
+    list.items.retain(|(_, s)| filter.matches(s));
     let snapshots = &list.items;
     let holds = Holds::load(&repo)?;
     let verified = Verifications::load(&repo)?.latest();

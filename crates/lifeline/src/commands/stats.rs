@@ -3,17 +3,22 @@ use lifeline_repo::stats::{stats, Usage};
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::SnapshotFilterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Snapshots to measure (ID prefixes or `latest`); the whole repository when none are given
     snapshots: Vec<String>,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let whole = args.snapshots.is_empty();
-    let chosen = repo.find_snapshots(&args.snapshots)?;
+    let filter = args.filter.filter();
+    let whole = args.snapshots.is_empty() && filter.is_empty();
+    let chosen = repo.find_snapshots(&args.snapshots, &filter)?;
     let s = stats(&repo, &chosen, whole)?;
     if ctx.json {
         print_json(&s)?;

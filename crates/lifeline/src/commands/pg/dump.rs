@@ -13,7 +13,7 @@ use super::Pg;
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
-use crate::options::parse_tag;
+use crate::options::{parse_tag, SnapshotFilterArgs};
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +47,9 @@ pub struct RestoreDumpArgs {
     /// pg_restore worker processes (each holds one connection)
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=128))]
     jobs: u32,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {
@@ -104,7 +107,13 @@ pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {
 
 pub fn run_restore_dump(ctx: &Context, pg: &Pg, args: RestoreDumpArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
-    let (id, snap) = find_snapshot(&repo, &args.snapshot, &[dump::KIND], "pg restore-dump")?;
+    let (id, snap) = find_snapshot(
+        &repo,
+        &args.snapshot,
+        &[dump::KIND],
+        "pg restore-dump",
+        &args.filter,
+    )?;
     // Read before restoring: a damaged record should stop us before the target is touched.
     let recorded = Recorded::from_source(&snap.source)?;
     let reader = repo.reader()?;

@@ -17,6 +17,7 @@ use super::Pg;
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::SnapshotFilterArgs;
 use crate::progress::Bar;
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +65,9 @@ pub struct Args {
     /// Restore this base backup instead of the one chosen for the target
     #[arg(long, value_name = "SNAPSHOT")]
     set: Option<String>,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 
     /// Cluster to restore when the repository holds several
     #[arg(long, value_name = "ID")]
@@ -147,6 +151,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         backups,
         target,
         args.set.as_deref(),
+        &args.filter.filter(),
         args.target_timeline.unwrap_or(TimelineChoice::Unspecified),
     )?;
     let restore_command = restore_command(ctx)?;

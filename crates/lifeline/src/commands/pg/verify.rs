@@ -11,6 +11,7 @@ use lifeline_sources::postgres::tools::redact;
 
 use crate::context::{print_json, Context};
 use crate::exit;
+use crate::options::SnapshotFilterArgs;
 
 /// Snapshot kind of a physical base backup (`pg backup`); it records the same `pgvector` answers.
 const BASE_BACKUP_KIND: &str = "postgres";
@@ -23,6 +24,9 @@ pub struct VerifyArgs {
     /// The database to compare with the snapshot's records (a restore of it, or the original)
     #[arg(long, value_name = "URL")]
     db: String,
+
+    #[command(flatten)]
+    filter: SnapshotFilterArgs,
 }
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
@@ -32,6 +36,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
         &args.snapshot,
         &[dump::KIND, BASE_BACKUP_KIND],
         "pg verify",
+        &args.filter,
     )?;
     let recorded = Recorded::from_source(&snap.source)?;
     let verification = dump::verify(&args.db, &recorded)
@@ -39,26 +44,33 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
     report(ctx, &id, &verification)
 }
 
-/// A snapshot by ID prefix, or `latest` meaning the newest of `kinds`; one of another kind is refused
-/// with a message that names `command`.
+/// A snapshot by ID prefix, or `latest` meaning the newest of `kinds` within `filter`; one of another
+/// kind is refused with a message that names `command`.
 pub(super) fn find_snapshot(
     repo: &Repository,
     spec: &str,
     kinds: &[&str],
     command: &str,
+    filter: &SnapshotFilterArgs,
 ) -> anyhow::Result<(Id, Snapshot)> {
     let wanted = kinds.join(" or ");
+    let filter = filter.filter();
     if spec == "latest" {
+        let within = if filter.is_empty() {
+            String::new()
+        } else {
+            format!(" matching the filter ({filter})")
+        };
         return repo
             .snapshots()?
             .into_iter()
             .rev()
-            .find(|(_, s)| kinds.contains(&s.kind.as_str()))
+            .find(|(_, s)| kinds.contains(&s.kind.as_str()) && filter.matches(s))
             .with_context(|| {
-                format!("the repository has no {wanted} snapshot for {command}; list them with `lifeline snapshots`")
+                format!("the repository has no {wanted} snapshot{within} for {command}; list them with `lifeline snapshots`")
             });
     }
-    let (id, snap) = repo.find_snapshot(spec)?;
+    let (id, snap) = repo.find_snapshot_filtered(spec, &filter)?;
     if !kinds.contains(&snap.kind.as_str()) {
         bail!(
             "snapshot {} is a {} snapshot; {command} needs a {wanted} snapshot (see `lifeline snapshots`)",
