@@ -126,12 +126,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
             Err(e) => damage.add(key, e.to_string(), []),
         }
     }
-    let stored: HashMap<Id, u64> = repo
-        .storage()
-        .list("data/")?
-        .into_iter()
-        .filter_map(|o| Some((Id::from_hex(o.key.rsplit('/').next()?)?, o.size)))
-        .collect();
+    let stored = stored_packs(repo)?;
     // A pack a mark names may be gone already (a prune was interrupted between deleting it and
     // deleting the index files that name it): its entries are garbage, not damage, unless a
     // snapshot needs one of its blobs — then that blob is reported below.
@@ -428,4 +423,14 @@ fn verify_pack(
         }
     }
     out
+}
+
+/// Every pack in storage, with its size.
+pub(crate) fn stored_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
+    Ok(repo
+        .storage()
+        .list("data/")?
+        .into_iter()
+        .filter_map(|o| Some((Id::from_hex(o.key.rsplit('/').next()?)?, o.size)))
+        .collect())
 }

@@ -90,12 +90,7 @@ pub fn repair_index(repo: &Repository, read_all_packs: bool) -> Result<IndexRepo
     }
     report.index_files = files.len();
 
-    let stored: HashMap<Id, u64> = repo
-        .storage()
-        .list("data/")?
-        .into_iter()
-        .filter_map(|o| Some((Id::from_hex(o.key.rsplit('/').next()?)?, o.size)))
-        .collect();
+    let stored = crate::check::stored_packs(repo)?;
     report.packs = stored.len();
 
     // Which packs' trailers to read: those no file names, and those some file describes in a way

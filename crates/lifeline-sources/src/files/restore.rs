@@ -2,6 +2,7 @@
 //! already holds as the overwrite policy says, and optionally pruned to match the snapshot. In
 //! place (delta), existing files are compared chunk by chunk and only differing chunks written.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
@@ -591,6 +592,14 @@ impl Session<'_, '_> {
         }
     }
 
+    /// The blob a content slice is cut from: the bundle already read, or the chunk, fetched.
+    fn chunk_of<'b>(&self, part: &ContentRef, bundle: Option<&'b [u8]>) -> Result<Cow<'b, [u8]>> {
+        match bundle {
+            Some(b) => Ok(Cow::Borrowed(b)),
+            None => self.reader.read_blob(part.id()).map(Cow::Owned),
+        }
+    }
+
     fn restore_file(&self, node: &Node, path: &Path, bundle: Option<&[u8]>) -> Result<()> {
         if self.opts.in_place {
             match fs::symlink_metadata(path) {
@@ -607,14 +616,7 @@ impl Session<'_, '_> {
         };
         let size = node.size.unwrap_or(0);
         for part in node.content.iter().flatten() {
-            let data;
-            let chunk: &[u8] = match bundle {
-                Some(b) => b,
-                None => {
-                    data = self.reader.read_blob(part.id())?;
-                    &data
-                }
-            };
+            let chunk = self.chunk_of(part, bundle)?;
             let (start, end) = (
                 part.offset() as usize,
                 (part.offset() + part.len()) as usize,
@@ -680,14 +682,7 @@ impl Session<'_, '_> {
             // A chunk of its own is named by the keyed hash of its bytes: equal ones are not fetched.
             let equal_id = on_disk && bundle.is_none() && part.offset() == 0;
             if !(equal_id && keyring.chunk_id(&local) == *part.id()) {
-                let data;
-                let chunk: &[u8] = match bundle {
-                    Some(b) => b,
-                    None => {
-                        data = self.reader.read_blob(part.id())?;
-                        &data
-                    }
-                };
+                let chunk = self.chunk_of(part, bundle)?;
                 let slice = chunk
                     .get(part.offset() as usize..(part.offset() + len) as usize)
                     .ok_or_else(|| {
