@@ -78,6 +78,13 @@ impl Snapshot {
     pub fn timestamp(&self) -> chrono::DateTime<chrono::FixedOffset> {
         chrono::DateTime::parse_from_rfc3339(&self.time).unwrap_or_default()
     }
+
+    /// How long before `now` the snapshot was taken (zero for a time in the future).
+    pub fn age(&self, now: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
+        (now - self.timestamp().with_timezone(&chrono::Utc))
+            .to_std()
+            .unwrap_or_default()
+    }
 }
 
 /// Which snapshots a command considers, as restic's `--tag`, `--host` and `--path`: a snapshot

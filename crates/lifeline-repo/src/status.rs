@@ -59,16 +59,11 @@ pub fn status(
             .or_default()
             .push(entry);
     }
-    let age_of = |s: &crate::snapshot::Snapshot| {
-        (now - s.timestamp().with_timezone(&Utc))
-            .to_std()
-            .unwrap_or_default()
-    };
     let groups = groups
         .into_iter()
         .filter_map(|(group, members)| {
             let (id, newest) = members.iter().max_by_key(|(_, s)| s.timestamp())?;
-            let age = age_of(newest);
+            let age = newest.age(now);
             Some(GroupStatus {
                 group,
                 snapshots: members.len(),

@@ -16,28 +16,25 @@ pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
 /// What a valid `CACHEDIR.TAG` starts with; a tag file without it is an ordinary file.
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
-/// The exclusion rules of one backup. The default leaves nothing out.
+/// Glob patterns as restic reads them, for `backup --exclude` and `restore --include/--exclude`:
+/// one starting with `/` is matched against the whole absolute path; any other against the end of
+/// it, so `*.tmp` matches a name anywhere and `cache/*` the entries of every directory named
+/// `cache`. `*` and `?` stay within one name, `**` crosses directories, `[...]` is a class, `\`
+/// escapes, and a trailing `/` is ignored.
 #[derive(Debug, Clone, Default)]
-pub struct Exclusions {
-    patterns: GlobSet,
-    caches: bool,
-    one_file_system: bool,
-}
+pub struct Globs(GlobSet);
 
-impl Exclusions {
-    /// `patterns` as restic reads them: one starting with `/` is matched against the whole absolute
-    /// path; any other against the end of it, so `*.tmp` matches a name anywhere and `cache/*` the
-    /// entries of every directory named `cache`. `*` and `?` stay within one name, `**` crosses
-    /// directories, `[...]` is a class, and a trailing `/` is ignored.
-    pub fn new(patterns: &[String], caches: bool, one_file_system: bool) -> Result<Self> {
+impl Globs {
+    /// `what` names the patterns in errors (`exclude`, `--include`).
+    pub fn new(patterns: &[String], what: &str) -> Result<Self> {
         let mut set = GlobSetBuilder::new();
         for pattern in patterns {
             let glob = pattern.trim_end_matches('/');
             let anchored = match glob {
                 "" if pattern.is_empty() => {
-                    return Err(Error::Invalid(
-                        "an exclude pattern is empty; remove it or write what to leave out".into(),
-                    ))
+                    return Err(Error::Invalid(format!(
+                        "an {what} pattern is empty; remove it or write what it should match"
+                    )))
                 }
                 "" => "/".to_string(),
                 g if g.starts_with('/') => g.to_string(),
@@ -49,17 +46,40 @@ impl Exclusions {
                 .build()
                 .map_err(|e| {
                     Error::Invalid(format!(
-                        "exclude pattern {pattern:?} is not a valid glob: {}; `*`, `?`, `**` and `[...]` are special, `\\` escapes them",
+                        "{what} pattern {pattern:?} is not a valid glob: {}; `*`, `?`, `**` and `[...]` are special, `\\` escapes them",
                         e.kind()
                     ))
                 })?;
             set.add(compiled);
         }
-        let patterns = set
-            .build()
-            .map_err(|e| Error::Invalid(format!("exclude patterns: {e}")))?;
+        set.build()
+            .map(Globs)
+            .map_err(|e| Error::Invalid(format!("{what} patterns: {e}")))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a pattern matches `path` (absolute; names need not be UTF-8).
+    pub fn matches(&self, path: impl AsRef<Path>) -> bool {
+        !self.0.is_empty() && self.0.is_match(path)
+    }
+}
+
+/// The exclusion rules of one backup. The default leaves nothing out.
+#[derive(Debug, Clone, Default)]
+pub struct Exclusions {
+    patterns: Globs,
+    caches: bool,
+    one_file_system: bool,
+}
+
+impl Exclusions {
+    /// `patterns` as `Globs` reads them.
+    pub fn new(patterns: &[String], caches: bool, one_file_system: bool) -> Result<Self> {
         Ok(Exclusions {
-            patterns,
+            patterns: Globs::new(patterns, "exclude")?,
             caches,
             one_file_system,
         })
@@ -67,7 +87,7 @@ impl Exclusions {
 
     /// Whether a pattern leaves `path` out (a directory with everything below it).
     pub fn excludes(&self, path: &Path) -> bool {
-        !self.patterns.is_empty() && self.patterns.is_match(path)
+        self.patterns.matches(path)
     }
 
     /// Whether `dir` is a cache directory whose contents, all but the tag, are left out.

@@ -7,7 +7,7 @@ mod restore;
 mod sync;
 
 pub use backup::{backup, BackupResult};
-pub use exclude::{patterns_from_file, Exclusions, CACHEDIR_TAG};
+pub use exclude::{patterns_from_file, Exclusions, Globs, CACHEDIR_TAG};
 pub use restore::{
     restore, restore_delta, Matcher, Overwrite, RestoreOptions, RestoreResult, Selection,
 };

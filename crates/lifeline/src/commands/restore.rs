@@ -2,11 +2,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use anyhow::bail;
 use lifeline_repo::tree::NodeType;
 use lifeline_repo::walk::components;
-use lifeline_sources::files::{self, Overwrite, RestoreOptions, Selection};
+use lifeline_sources::files::{self, Globs, Overwrite, RestoreOptions, Selection};
 
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
@@ -84,8 +83,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let include = patterns(&args.include, "--include")?;
     let exclude = patterns(&args.exclude, "--exclude")?;
-    let include_match = include.as_ref().map(|p| move |path: &[u8]| p.matches(path));
-    let exclude_match = exclude.as_ref().map(|p| move |path: &[u8]| p.matches(path));
+    let include_match = include
+        .as_ref()
+        .map(|p| move |path: &[u8]| p.matches(OsStr::from_bytes(path)));
+    let exclude_match = exclude
+        .as_ref()
+        .map(|p| move |path: &[u8]| p.matches(OsStr::from_bytes(path)));
 
     let repo = ctx.open()?;
     let (id, snap) = repo.find_snapshot_filtered(spec, &args.filter.filter())?;
@@ -210,53 +213,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// `--include`/`--exclude` globs: those with a `/` test the path in the snapshot (`/home/u/docs`),
-/// those without one the entry's name.
-struct Patterns {
-    paths: GlobSet,
-    names: GlobSet,
-}
-
-impl Patterns {
-    fn matches(&self, path: &[u8]) -> bool {
-        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        self.paths.is_match(OsStr::from_bytes(path)) || self.names.is_match(OsStr::from_bytes(name))
-    }
-}
-
-fn patterns(globs: &[String], flag: &str) -> anyhow::Result<Option<Patterns>> {
+/// `--include`/`--exclude` globs, matched against paths in the snapshot; none given: `None`.
+fn patterns(globs: &[String], flag: &str) -> anyhow::Result<Option<Globs>> {
     if globs.is_empty() {
         return Ok(None);
     }
-    let (mut paths, mut names) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-    for glob in globs {
-        // `/home/u/docs/` names the same directory as `/home/u/docs`.
-        let trimmed = match glob.trim_end_matches('/') {
-            "" if glob.starts_with('/') => "/",
-            t => t,
-        };
-        if trimmed.is_empty() {
-            bail!("{flag} needs a pattern, such as '*.pdf' or '/home/u/docs'");
-        }
-        // A relative path pattern (`docs/*.txt`) matches at any depth, as in restic.
-        let (text, set) = match (trimmed.contains('/'), trimmed.starts_with('/')) {
-            (true, true) => (trimmed.to_string(), &mut paths),
-            (true, false) => (format!("**/{trimmed}"), &mut paths),
-            (false, _) => (trimmed.to_string(), &mut names),
-        };
-        set.add(
-            GlobBuilder::new(&text)
-                .literal_separator(true)
-                .build()
-                .with_context(|| format!("{flag} {glob:?} is not a glob pattern"))?,
-        );
-    }
-    let build = |set: GlobSetBuilder| {
-        set.build()
-            .with_context(|| format!("{flag}: the patterns cannot be compiled"))
-    };
-    Ok(Some(Patterns {
-        paths: build(paths)?,
-        names: build(names)?,
-    }))
+    Ok(Some(Globs::new(globs, flag)?))
 }

@@ -66,9 +66,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     for (id, s) in snapshots {
         let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let time = s.timestamp().format("%Y-%m-%d %H:%M:%S %z").to_string();
-        let age = (now - s.timestamp().with_timezone(&chrono::Utc))
-            .num_seconds()
-            .max(0) as u64;
         let flags = format!(
             "{}{}{}",
             if s.errors.is_empty() { "" } else { "I" },
@@ -83,7 +80,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "{:<8}  {:<25}  {:>7}  {:<12}  {:>10}  {:<5}  {:<20}  {}",
             id.short(),
             time,
-            human_age(age),
+            human_age(s.age(now).as_secs()),
             s.hostname,
             human_bytes(s.summary.bytes),
             flags,
