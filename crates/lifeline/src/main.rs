@@ -4,11 +4,11 @@ mod cli;
 mod commands;
 mod context;
 mod exit;
-mod key_file;
 mod names;
-mod options;
-mod password;
 mod progress;
+
+// The options model and key reading are shared with the plan; `crate::options` etc. name them here.
+use lifeline_plan::{key_file, options, password};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
