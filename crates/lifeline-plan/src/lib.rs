@@ -6,3 +6,4 @@ pub mod key_file;
 pub mod open;
 pub mod options;
 pub mod password;
+pub mod report;
