@@ -1,9 +1,17 @@
 //! lifeline's backup programme: the options model shared by flags and the plan file, how keys are
-//! read, and (growing) the plan that `lifeline run` and `lifeline daemon` carry out. Below the binary,
-//! above the sources: it decides what runs when, the sources decide how data is captured.
+//! read, the plan that `lifeline run` and `lifeline daemon` carry out, its schedules, metrics,
+//! notifications and status page. Below the binary, above the sources: it decides what runs when
+//! and where copies go; the sources decide how data is captured.
 
+pub mod forget;
+pub mod job;
 pub mod key_file;
+pub mod metrics;
+pub mod notify;
 pub mod open;
 pub mod options;
 pub mod password;
+pub mod plan;
 pub mod report;
+pub mod schedule;
+pub mod survey;

@@ -1,7 +1,7 @@
 //! One options model for flags, environment and the `--config` file: each setting is one field, read
 //! by clap and by serde alike, so the config file grows into the backup plan without a second parser.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use lifeline_repo::storage::S3Settings;
@@ -57,38 +57,6 @@ pub struct KeySource {
     /// Key file made by `key add --new-key-file` (for unattended use such as archive_command)
     #[arg(long, env = "LIFELINE_KEY_FILE", global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-}
-
-/// The `--config` file. Today it holds the repository; sources, schedules, retention and tiers join
-/// it as sections of their own (docs/config.md).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    #[serde(default)]
-    pub repository: RepositoryOptions,
-    #[serde(default)]
-    pub postgres: PostgresConfig,
-}
-
-/// The `[postgres]` section.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresConfig {
-    /// Directory of PostgreSQL's client programs (`--pg-bin` wins).
-    pub bin_dir: Option<PathBuf>,
-}
-
-impl ConfigFile {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| {
-            format!(
-                "config file {} is not valid (see docs/config.md for its format)",
-                path.display()
-            )
-        })
-    }
 }
 
 impl RepositoryOptions {
@@ -328,7 +296,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     })
 }
 
-fn duration_from_text<'de, D: serde::Deserializer<'de>>(
+pub fn duration_from_text<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<std::time::Duration>, D::Error> {
     let text = String::deserialize(d)?;

@@ -43,6 +43,34 @@ impl Policy {
     }
 }
 
+/// `daily 30, weekly 12, within 30d`: the rules that are on, as `plan show` lists them.
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let counts = [
+            ("last", self.last),
+            ("hourly", self.hourly),
+            ("daily", self.daily),
+            ("weekly", self.weekly),
+            ("monthly", self.monthly),
+            ("yearly", self.yearly),
+        ];
+        let mut parts: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(rule, n)| format!("{rule} {n}"))
+            .collect();
+        if let Some(w) = self.within {
+            parts.push(format!("within {}", humantime::format_duration(w)));
+        }
+        parts.extend(self.tags.iter().map(|(k, v)| format!("tag {k}={v}")));
+        if parts.is_empty() {
+            f.write_str("keep all")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// Which snapshot fields make a group; each group is judged on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupBy {

@@ -103,7 +103,7 @@ fn usage_of<'a>(
     usage
 }
 
-pub(crate) fn objects(repo: &Repository) -> Result<Objects> {
+pub fn objects(repo: &Repository) -> Result<Objects> {
     let mut o = Objects::default();
     for info in repo.storage().list("")? {
         o.total_bytes += info.size;

@@ -1,10 +1,12 @@
 //! lifeline's data sources: how each kind of data is captured into a snapshot and brought back.
 //! Sources speak to the repository only through its `Writer` and `BlobReader`.
 
+pub mod command;
 pub mod files;
 pub mod postgres;
 mod read_ahead;
 pub use read_ahead::ReadAhead;
+pub mod source;
 pub mod stdin;
 
 /// Progress of long work, reported by sources and drawn by whoever runs them.

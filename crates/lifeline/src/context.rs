@@ -7,7 +7,9 @@ pub use lifeline_plan::open::open_storage;
 use lifeline_repo::storage::Storage;
 use lifeline_repo::Repository;
 
-use crate::options::{ConfigFile, PostgresConfig, RepositoryOptions};
+use lifeline_plan::plan::{Plan, PostgresConfig};
+
+use crate::options::RepositoryOptions;
 
 pub struct Context {
     pub options: RepositoryOptions,
@@ -24,8 +26,8 @@ impl Context {
         json: bool,
     ) -> anyhow::Result<Self> {
         let file = match config {
-            Some(path) => ConfigFile::load(path)?,
-            None => ConfigFile::default(),
+            Some(path) => Plan::load(path)?,
+            None => Plan::default(),
         };
         Ok(Context {
             options: cli_options.merged_with(file.repository),

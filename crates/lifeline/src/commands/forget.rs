@@ -1,12 +1,7 @@
-use std::collections::HashSet;
-
 use anyhow::bail;
-use lifeline_repo::hold::Holds;
-use lifeline_repo::retention::{self, GroupBy, Guards, Plan};
-use lifeline_repo::verification::Verifications;
-use lifeline_repo::Id;
+use lifeline_plan::forget::{forget, Forgotten, Selection};
+use lifeline_repo::retention::{GroupBy, Plan};
 use lifeline_sources::postgres::retention as pg;
-use rayon::prelude::*;
 
 use crate::commands::backup::human_bytes;
 use crate::commands::prune::{self, Tuning};
@@ -52,58 +47,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let group_by = GroupBy::parse(&args.group_by)?;
     let repo = ctx.open()?;
-    let snapshots = repo.snapshots()?;
     let filter = args.filter.filter();
-    let holds = Holds::load(&repo)?;
-    let verified = Verifications::load(&repo)?.latest();
-    let mut pinned = match args.policy.keep_pitr {
-        Some(window) => pg::pitr_anchors(&repo, window, chrono::Utc::now())?,
-        None => Default::default(),
-    };
-    for (id, reason) in
-        retention::needed_outside(&snapshots, &|s| filter.matches(s), &pg::depends_on)
-    {
-        pinned.entry(id).or_insert(reason);
-    }
-    let guards = Guards {
-        holds: &holds,
-        verified: &verified,
-        keep_verified: args.policy.keep_verified,
-        pinned,
-        depends_on: &pg::depends_on,
-    };
-    let plan = if args.snapshots.is_empty() {
-        let judged: Vec<_> = snapshots
-            .iter()
-            .filter(|(_, s)| filter.matches(s))
-            .cloned()
-            .collect();
-        retention::apply(&judged, &policy, group_by, &guards)
+    let selection = if args.snapshots.is_empty() {
+        Selection::Policy(&args.policy)
     } else {
-        let ids = args
-            .snapshots
-            .iter()
-            .map(|spec| repo.find_snapshot_filtered(spec, &filter).map(|(id, _)| id))
-            .collect::<Result<Vec<_>, _>>()?;
-        retention::explicit(&snapshots, &ids, group_by, &guards)?
+        Selection::Ids(
+            args.snapshots
+                .iter()
+                .map(|spec| repo.find_snapshot_filtered(spec, &filter).map(|(id, _)| id))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
     };
+    let Forgotten { plan, wal } = forget(
+        &repo,
+        &selection,
+        &filter,
+        group_by,
+        args.policy.keep_verified,
+        args.dry_run,
+    )?;
     let removed = plan.removed();
-    // Everything not removed stays, judged or not: WAL expiry must serve the snapshots outside the
-    // filter as well.
-    let gone: HashSet<Id> = removed.iter().copied().collect();
-    let kept: HashSet<Id> = snapshots
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !gone.contains(id))
-        .collect();
-    let wal = pg::plan_expiry(&repo, &kept)?;
-
-    if !args.dry_run {
-        removed
-            .par_iter()
-            .try_for_each(|id| repo.delete_snapshot(id))?;
-        pg::expire(&repo, &wal)?;
-    }
     let pruned = if args.prune {
         Some(prune::run_prune(&repo, &args.tuning, args.dry_run)?)
     } else {

@@ -1,0 +1,226 @@
+//! One job of one source, as the plan says: back up, verify, copy to every `[[copies]]` target, apply
+//! the class's retention here and there. `lifeline run` and the daemon both come here; a failure at
+//! any step is reported in the [`JobReport`], never panics, and never removes what a step needs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{SecondsFormat, Utc};
+use lifeline_repo::retention::GroupBy;
+use lifeline_repo::snapshot::SnapshotFilter;
+use lifeline_repo::{Repository, Writer, DEFAULT_COMPRESSION};
+use lifeline_sources::postgres::tools::Tools;
+use lifeline_sources::source::{self, CommandSource, DumpSource, FilesSource, Source};
+use lifeline_sources::Progress;
+
+use crate::forget::{forget, Selection};
+use crate::open;
+use crate::plan::{JobKind, Plan, SourceDef, SourceKind, Verify};
+use crate::report::{CopyReport, JobReport, Outcome};
+
+/// The tag that ties a snapshot to its plan source.
+pub const SOURCE_TAG: &str = "source";
+
+/// The filter that selects one plan source's snapshots.
+pub fn source_filter(name: &str) -> SnapshotFilter {
+    SnapshotFilter {
+        tags: vec![(SOURCE_TAG.into(), name.into())],
+        ..SnapshotFilter::default()
+    }
+}
+
+/// Run `job` of `source` now. `pg_bin` overrides `[postgres] bin_dir`.
+pub fn run(
+    plan: &Plan,
+    source: &SourceDef,
+    job: JobKind,
+    pg_bin: Option<&Path>,
+    progress: &dyn Progress,
+) -> JobReport {
+    let started = Utc::now();
+    let clock = Instant::now();
+    let (class, tier) = match plan.class_of(source) {
+        Some((c, t)) => (Some(c), t.map(|_| c.tier.clone())),
+        None => (None, None),
+    };
+    let mut report = JobReport {
+        source: source.name.clone(),
+        kind: source.kind.as_str().into(),
+        class: source.class.clone(),
+        tier: tier.unwrap_or_default(),
+        job: job.as_str().into(),
+        started: started.to_rfc3339_opts(SecondsFormat::Millis, true),
+        finished: String::new(),
+        duration_seconds: 0.0,
+        outcome: Outcome::Success,
+        message: None,
+        snapshot: None,
+        bytes: 0,
+        bytes_added: 0,
+        copies: Vec::new(),
+        forgotten: 0,
+        verified: None,
+    };
+    let bin_dir = pg_bin
+        .map(Path::to_path_buf)
+        .or_else(|| plan.postgres.bin_dir.clone());
+    let steps = || -> anyhow::Result<()> {
+        let repo = open::open(&plan.repository)?;
+        let capturer = build(source, job, bin_dir)?;
+        let writer = Writer::new(&repo, None, DEFAULT_COMPRESSION)?;
+        let captured = capturer
+            .capture(&repo, &writer, progress)
+            .with_context(|| format!("backup of source {}", source.name))?;
+        let mut snapshot = captured.snapshot;
+        snapshot
+            .tags
+            .insert(SOURCE_TAG.into(), source.name.clone());
+        for (k, v) in &source.tags {
+            snapshot.tags.insert(k.clone(), v.clone());
+        }
+        snapshot.summary.duration_ms = clock.elapsed().as_millis() as u64;
+        let (id, snapshot) = writer.finish(snapshot)?;
+        report.snapshot = Some(id.to_hex());
+        report.bytes = snapshot.summary.bytes;
+        report.bytes_added = snapshot.summary.data_added;
+        if !snapshot.errors.is_empty() {
+            report.outcome = Outcome::Partial;
+            report.message = Some(format!(
+                "{} item(s) could not be read or changed while read; the snapshot records them",
+                snapshot.errors.len()
+            ));
+        }
+        if class.map(|c| c.verify) == Some(Verify::Snapshot) {
+            let verified = source::verify(&repo, &snapshot);
+            report.verified = Some(verified.is_ok());
+            verified.with_context(|| format!("verification of snapshot {}", id.short()))?;
+        }
+        let mut failed_copies = Vec::new();
+        for target in &plan.copies {
+            let url = target.url.clone().unwrap_or_default();
+            let copied = copy_to(&repo, target, &id);
+            match copied {
+                Ok(c) => report.copies.push(c),
+                Err(e) => {
+                    failed_copies.push(format!("copy to {url}: {e:#}"));
+                    report.copies.push(CopyReport {
+                        target: url,
+                        ok: false,
+                        snapshots: 0,
+                        bytes_added: 0,
+                        message: Some(format!("{e:#}")),
+                    });
+                }
+            }
+        }
+        if let Some(retention) = class.and_then(|c| c.retention.as_ref()) {
+            let filter = source_filter(&source.name);
+            let group_by = GroupBy::parse("host,kind,paths")?;
+            let forgotten = forget(
+                &repo,
+                &Selection::Policy(retention),
+                &filter,
+                group_by,
+                retention.keep_verified,
+                false,
+            )
+            .context("retention")?;
+            report.forgotten = forgotten.plan.removed().len();
+            // A copy keeps what the primary keeps, so the second region does not grow forever.
+            for (target, copied) in plan.copies.iter().zip(&report.copies) {
+                if !copied.ok {
+                    continue;
+                }
+                let dst = open::open(target)?;
+                forget(
+                    &dst,
+                    &Selection::Policy(retention),
+                    &filter,
+                    group_by,
+                    retention.keep_verified,
+                    false,
+                )
+                .with_context(|| format!("retention in copy {}", copied.target))?;
+            }
+        }
+        if !failed_copies.is_empty() {
+            anyhow::bail!("{}", failed_copies.join("; "));
+        }
+        Ok(())
+    };
+    if let Err(e) = steps() {
+        report.outcome = Outcome::Failure;
+        report.message = Some(format!("{e:#}"));
+    }
+    let finished = Utc::now();
+    report.finished = finished.to_rfc3339_opts(SecondsFormat::Millis, true);
+    report.duration_seconds = clock.elapsed().as_secs_f64();
+    report
+}
+
+/// The source contract's implementation for a plan source.
+fn build(
+    source: &SourceDef,
+    job: JobKind,
+    bin_dir: Option<PathBuf>,
+) -> anyhow::Result<Box<dyn Source>> {
+    let tools = move |major: u32| Tools::for_server(bin_dir.as_deref(), major);
+    let missing = |key: &str| {
+        anyhow::anyhow!(
+            "source {} has no {key}; run `lifeline plan check`",
+            source.name
+        )
+    };
+    Ok(match source.kind {
+        SourceKind::Files => {
+            let mut paths = source.paths.clone();
+            paths.sort();
+            paths.dedup();
+            Box::new(FilesSource {
+                paths,
+                exclusions: source.exclude.exclusions()?,
+                host: lifeline_repo::hostname(),
+                force: false,
+            })
+        }
+        SourceKind::Command => Box::new(CommandSource {
+            command: source.command.clone().ok_or_else(|| missing("command"))?,
+            filename: source
+                .filename
+                .clone()
+                .unwrap_or_else(|| source.name.clone()),
+            timeout: source.timeout,
+        }),
+        SourceKind::PostgresDump => Box::new(DumpSource {
+            url: source.db.clone().ok_or_else(|| missing("db"))?,
+            schemas: source.schemas.clone(),
+            jobs: source.jobs.unwrap_or(1),
+            tools: Box::new(tools),
+        }),
+        SourceKind::Postgres => {
+            let _ = job;
+            anyhow::bail!("postgres sources arrive with the base backup contract")
+        }
+    })
+}
+
+/// Copy one snapshot, and the WAL PostgreSQL backups need, to a `[[copies]]` target opened with its
+/// own URL, key and S3 settings.
+fn copy_to(
+    repo: &Repository,
+    target: &crate::options::RepositoryOptions,
+    id: &lifeline_repo::Id,
+) -> anyhow::Result<CopyReport> {
+    let url = target.location()?.to_string();
+    let dst = open::open(target).with_context(|| format!("cannot open copy target {url}"))?;
+    let outcome = lifeline_repo::copy::copy(repo, &dst, std::slice::from_ref(id))?;
+    lifeline_sources::postgres::retention::copy_wal(repo, &dst)?;
+    Ok(CopyReport {
+        target: url,
+        ok: true,
+        snapshots: outcome.copied.len(),
+        bytes_added: outcome.data_added,
+        message: None,
+    })
+}

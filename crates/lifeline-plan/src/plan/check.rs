@@ -1,0 +1,287 @@
+//! `plan check`: what serde cannot see — names that refer to nothing, keys that do not belong to a
+//! source's kind, schedules, key sources — each named with its file, line and the fix.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::locate::{Locator, Seg};
+use super::{Plan, SourceKind};
+use crate::options::{KeySource, RepositoryOptions};
+
+/// One thing wrong with a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub file: String,
+    /// 1-based; absent when the setting is missing and no table holds its place.
+    pub line: Option<usize>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message)?,
+            None => write!(f, "{}: {}", self.file, self.message)?,
+        }
+        write!(f, " (fix: {})", self.fix)
+    }
+}
+
+struct Checker<'a> {
+    file: String,
+    locator: Locator,
+    problems: Vec<Problem>,
+    base: &'a Path,
+}
+
+impl Checker<'_> {
+    fn add(&mut self, at: &[Seg<'_>], message: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line: self.locator.line(at),
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+
+    /// A plan runs unattended: its key must come from a file or a command, and a file must exist.
+    fn key_source(&mut self, at: &[Seg<'_>], what: &str, key: &KeySource) {
+        let mut at = at.to_vec();
+        at.push(Seg::Key("key"));
+        match (&key.password_file, &key.password_command, &key.key_file) {
+            (None, None, None) => self.add(
+                &at,
+                format!("{what} has no key source, so scheduled jobs could not open it"),
+                "add `key = { password_file = \"/etc/lifeline/password\" }` (or password_command, or key_file)",
+            ),
+            (file, _, key_file) => {
+                for path in [file, key_file].into_iter().flatten() {
+                    let full = self.base.join(path);
+                    if !full.exists() {
+                        self.add(
+                            &at,
+                            format!("{what}: key source {} does not exist", full.display()),
+                            "create the file (mode 0600) or correct the path",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn repository(&mut self, at: &[Seg<'_>], what: &str, repo: &RepositoryOptions) {
+        if repo.url.as_deref().is_none_or(str::is_empty) {
+            let mut at = at.to_vec();
+            at.push(Seg::Key("url"));
+            self.add(
+                &at,
+                format!("{what} has no url"),
+                "set `url = \"/srv/lifeline/repo\"` or `url = \"s3://BUCKET/PREFIX\"`",
+            );
+        }
+        self.key_source(at, what, &repo.key);
+    }
+}
+
+/// Every problem of `plan`, read from `path` whose text is `text`; empty when the plan is good.
+/// Relative key files are judged from the current directory, as the commands read them.
+pub fn check(plan: &Plan, path: &Path, text: &str) -> Vec<Problem> {
+    let mut c = Checker {
+        file: path.display().to_string(),
+        locator: Locator::new(text),
+        problems: Vec::new(),
+        base: Path::new("."),
+    };
+    c.repository(&[Seg::Key("repository")], "[repository]", &plan.repository);
+    let primary = plan.repository.url.as_deref();
+    for (i, copy) in plan.copies.iter().enumerate() {
+        let at = [Seg::Key("copies"), Seg::Index(i)];
+        c.repository(&at, &format!("[[copies]] #{}", i + 1), copy);
+        if copy.url.is_some() && copy.url.as_deref() == primary {
+            c.add(
+                &[Seg::Key("copies"), Seg::Index(i), Seg::Key("url")],
+                "a copy target is the repository itself",
+                "give the second region's repository URL",
+            );
+        }
+    }
+    for (name, class) in &plan.classes {
+        if !plan.tiers.contains_key(&class.tier) {
+            let known = names(plan.tiers.keys());
+            c.add(
+                &[Seg::Key("classes"), Seg::Key(name), Seg::Key("tier")],
+                format!("class {name:?} names tier {:?}, which [tiers] does not define", class.tier),
+                format!("define it under [tiers] (e.g. {} = {{ rto = \"4h\", rpo = \"1h\" }}) or use one of: {known}", class.tier),
+            );
+        }
+    }
+    if plan.daemon.timezone.parse::<chrono_tz::Tz>().is_err() {
+        c.add(
+            &[Seg::Key("daemon"), Seg::Key("timezone")],
+            format!("{:?} is not a time zone", plan.daemon.timezone),
+            "give an IANA name such as UTC or Europe/Berlin",
+        );
+    }
+    if plan.daemon.max_concurrent_jobs == 0 {
+        c.add(
+            &[Seg::Key("daemon"), Seg::Key("max_concurrent_jobs")],
+            "max_concurrent_jobs = 0 would never run a job",
+            "set it to 1 or more",
+        );
+    }
+    if let Some(listen) = &plan.metrics.listen {
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            c.add(
+                &[Seg::Key("metrics"), Seg::Key("listen")],
+                format!("{listen:?} is not an address to listen on"),
+                "write it as HOST:PORT, e.g. \"127.0.0.1:9184\" or \"0.0.0.0:9184\"",
+            );
+        }
+    }
+    for (i, notify) in plan.notify.iter().enumerate() {
+        if let Err(e) = notify.check() {
+            c.add(&[Seg::Key("notify"), Seg::Index(i)], e, "see [[notify]] in docs/plan.md");
+        }
+    }
+    sources(plan, &mut c);
+    c.problems
+}
+
+fn sources(plan: &Plan, c: &mut Checker<'_>) {
+    let mut seen = HashSet::new();
+    for (i, source) in plan.sources.iter().enumerate() {
+        let at = |key: &'static str| [Seg::Key("sources"), Seg::Index(i), Seg::Key(key)];
+        let name = &source.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+        {
+            c.add(
+                &at("name"),
+                format!("source name {name:?} is not a plain name"),
+                "use letters, digits, '.', '_' and '-' (it becomes a tag and a metrics label)",
+            );
+        }
+        if !seen.insert(name.as_str()) {
+            c.add(
+                &at("name"),
+                format!("two sources are named {name:?}"),
+                "give each source its own name",
+            );
+        }
+        if !plan.classes.contains_key(&source.class) {
+            c.add(
+                &at("class"),
+                format!("source {name:?} names class {:?}, which the plan does not define", source.class),
+                format!(
+                    "add [classes.{}] with a tier and retention, or use one of: {}",
+                    source.class,
+                    names(plan.classes.keys())
+                ),
+            );
+        }
+        for key in source.unknown.keys() {
+            c.problems.push(Problem {
+                file: c.file.clone(),
+                line: c
+                    .locator
+                    .line(&[Seg::Key("sources"), Seg::Index(i), Seg::Key(key)]),
+                message: format!("source {name:?} has an unknown key {key:?}"),
+                fix: format!(
+                    "remove it or correct its spelling; a {} source knows name, kind, class, schedule, timezone, tags, {}",
+                    source.kind.as_str(),
+                    source.kind.own_keys().join(", ")
+                ),
+            });
+        }
+        let foreign: Vec<&str> = set_keys(source)
+            .into_iter()
+            .filter(|k| !source.kind.own_keys().contains(k))
+            .collect();
+        for key in foreign {
+            c.problems.push(Problem {
+                file: c.file.clone(),
+                line: c
+                    .locator
+                    .line(&[Seg::Key("sources"), Seg::Index(i), Seg::Key(key)]),
+                message: format!(
+                    "source {name:?} is kind {}, which has no {key:?}",
+                    source.kind.as_str()
+                ),
+                fix: format!(
+                    "remove it, or change the kind; {} takes {}",
+                    source.kind.as_str(),
+                    source.kind.own_keys().join(", ")
+                ),
+            });
+        }
+        match source.kind {
+            SourceKind::Files => {
+                if source.paths.is_empty() {
+                    c.add(&at("paths"), format!("files source {name:?} has no paths"), "add `paths = [\"/srv/uploads\"]`");
+                }
+                for p in &source.paths {
+                    if !p.is_absolute() {
+                        c.add(&at("paths"), format!("path {} of source {name:?} is relative", p.display()), "give absolute paths: jobs do not run in a fixed directory");
+                    }
+                }
+                if let Err(e) = source.exclude.exclusions() {
+                    c.add(&at("exclude"), format!("source {name:?}: {e:#}"), "correct the pattern or the exclude file");
+                }
+            }
+            SourceKind::Postgres | SourceKind::PostgresDump => {
+                if source.db.is_none() {
+                    c.add(&at("db"), format!("source {name:?} has no db"), "add `db = \"postgresql://backup@host:5432/postgres\"`");
+                }
+            }
+            SourceKind::Command => {
+                if source.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                    c.add(&at("command"), format!("command source {name:?} has no command"), "add `command = \"terraform state pull\"`: its standard output is the backup");
+                }
+            }
+        }
+        if source.kind == SourceKind::Postgres && source.schedule.is_some() && source.base_backup.is_some() {
+            c.add(&at("schedule"), format!("source {name:?} has both schedule and base_backup"), "use base_backup = { full = \"0 2 * * *\", incremental = \"0 * * * *\" } alone");
+        }
+        if let Err(e) = plan.schedules(source) {
+            let key = if source.base_backup.is_some() && source.schedule.is_none() { "base_backup" } else if source.timezone.is_some() && e.contains("time zone") { "timezone" } else { "schedule" };
+            c.add(&at(key), format!("source {name:?}: {e}"), "five fields (minute hour day month weekday) or six with seconds first; see docs/plan.md");
+        }
+    }
+}
+
+/// The kind-specific keys a source sets.
+fn set_keys(s: &super::SourceDef) -> Vec<&'static str> {
+    let e = &s.exclude;
+    [
+        ("paths", !s.paths.is_empty()),
+        ("exclude", !e.exclude.is_empty()),
+        ("exclude_file", !e.exclude_file.is_empty()),
+        ("exclude_caches", e.exclude_caches),
+        ("one_file_system", e.one_file_system),
+        ("db", s.db.is_some()),
+        ("base_backup", s.base_backup.is_some()),
+        ("wal_timeout", s.wal_timeout.is_some()),
+        ("schemas", !s.schemas.is_empty()),
+        ("jobs", s.jobs.is_some()),
+        ("command", s.command.is_some()),
+        ("filename", s.filename.is_some()),
+        ("timeout", s.timeout.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect()
+}
+
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = keys.map(String::as_str).collect();
+    if list.is_empty() {
+        "(none defined)".into()
+    } else {
+        list.join(", ")
+    }
+}

@@ -1,0 +1,118 @@
+//! What the repository says about each plan source: its newest recovery point, how far each copy
+//! is behind, the WAL archive's age, the repository's size. The daemon surveys after every job and
+//! once a minute; `run --metrics-file` surveys its one source.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lifeline_repo::Repository;
+use lifeline_sources::postgres::catalog;
+
+use crate::job::SOURCE_TAG;
+use crate::plan::{Plan, SourceKind};
+
+#[derive(Debug, Clone, Default)]
+pub struct SourceSurvey {
+    /// The newest point this source can be recovered to: its newest snapshot, or for PostgreSQL
+    /// the newest archived WAL when that is later.
+    pub recovery_point: Option<DateTime<Utc>>,
+    /// PostgreSQL: when the newest WAL segment was archived.
+    pub wal_archived: Option<DateTime<Utc>>,
+    /// Copy target URL → seconds its newest snapshot of this source is behind the primary's.
+    pub copy_lag: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    pub sources: BTreeMap<String, SourceSurvey>,
+    /// Repository URL → bytes stored (packs, indexes, WAL).
+    pub repository_bytes: BTreeMap<String, u64>,
+}
+
+/// Newest snapshot time per plan source in `repo`.
+fn newest_by_source(repo: &Repository) -> anyhow::Result<BTreeMap<String, DateTime<Utc>>> {
+    let mut newest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    for (_, s) in repo.load_snapshots()?.items {
+        if let Some(name) = s.tags.get(SOURCE_TAG) {
+            let t = s.timestamp().with_timezone(&Utc);
+            let e = newest.entry(name.clone()).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+    Ok(newest)
+}
+
+fn size(repo: &Repository) -> anyhow::Result<u64> {
+    let o = lifeline_repo::stats::objects(repo)?;
+    Ok(o.pack_bytes + o.index_bytes + o.named_bytes)
+}
+
+/// Survey `repo` and the opened copies (URL, repository) for the plan's sources. A copy that cannot
+/// be read simply has no lag figure.
+pub fn survey(
+    plan: &Plan,
+    repo: &Repository,
+    copies: &[(String, Repository)],
+) -> anyhow::Result<Survey> {
+    let newest = newest_by_source(repo)?;
+    let mut out = Survey::default();
+    if let Some(url) = &plan.repository.url {
+        out.repository_bytes.insert(url.clone(), size(repo)?);
+    }
+    let in_copies: Vec<(String, BTreeMap<String, DateTime<Utc>>)> = copies
+        .iter()
+        .filter_map(|(url, r)| match newest_by_source(r) {
+            Ok(n) => Some((url.clone(), n)),
+            Err(e) => {
+                tracing::warn!("survey of copy {url}: {e:#}");
+                None
+            }
+        })
+        .collect();
+    for (url, r) in copies {
+        if let Ok(bytes) = size(r) {
+            out.repository_bytes.insert(url.clone(), bytes);
+        }
+    }
+    let backups = if plan.sources.iter().any(|s| s.kind == SourceKind::Postgres) {
+        catalog::base_backups(repo)?
+    } else {
+        Vec::new()
+    };
+    for source in &plan.sources {
+        let mut s = SourceSurvey {
+            recovery_point: newest.get(&source.name).copied(),
+            ..SourceSurvey::default()
+        };
+        if source.kind == SourceKind::Postgres {
+            let cluster = backups
+                .iter()
+                .rev()
+                .find(|b| b.snapshot.tags.get(SOURCE_TAG) == Some(&source.name))
+                .map(|b| b.system_id);
+            if let Some(system_id) = cluster {
+                let status = lifeline_sources::postgres::status::status(repo, Some(system_id))?;
+                s.wal_archived = status
+                    .newest_wal_archived_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if let (Some(w), Some(p)) = (s.wal_archived, s.recovery_point) {
+                    s.recovery_point = Some(w.max(p));
+                }
+            }
+        }
+        if let Some(primary) = newest.get(&source.name) {
+            for (url, copy) in &in_copies {
+                let lag = match copy.get(&source.name) {
+                    Some(t) => (*primary - *t).num_milliseconds().max(0) as f64 / 1000.0,
+                    // Never copied: behind by the primary's whole age.
+                    None => (Utc::now() - *primary).num_milliseconds().max(0) as f64 / 1000.0,
+                };
+                s.copy_lag.insert(url.clone(), lag);
+            }
+        }
+        out.sources.insert(source.name.clone(), s);
+    }
+    Ok(out)
+}

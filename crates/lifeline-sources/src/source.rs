@@ -1,0 +1,204 @@
+//! The contract every kind of source meets, so `lifeline run`, the daemon and restore drills call
+//! one interface: capture into an unsaved snapshot, and verify what a snapshot holds. Each kind's
+//! module does the work; this names it.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use lifeline_repo::snapshot::Snapshot;
+use lifeline_repo::tree::NodeType;
+use lifeline_repo::{Id, Repository, Writer};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::postgres::{self, tools::Tools};
+use crate::{command, files, Progress};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Repo(#[from] lifeline_repo::Error),
+    #[error(transparent)]
+    Postgres(#[from] postgres::Error),
+    #[error(transparent)]
+    Command(#[from] command::Error),
+}
+
+/// A capture's result: the snapshot (not yet saved) and what the kind wants said about it.
+pub struct Captured {
+    pub snapshot: Snapshot,
+    /// Entries exclusions left out (files).
+    pub excluded: u64,
+}
+
+/// One kind of data, ready to be captured.
+pub trait Source: Send + Sync {
+    /// The snapshot kind it writes.
+    fn kind(&self) -> &'static str;
+    /// Store the data through `writer`; the caller tags and saves the snapshot, so a failure
+    /// leaves none.
+    fn capture(
+        &self,
+        repo: &Repository,
+        writer: &Writer<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Captured, Error>;
+}
+
+/// Files and directories, incremental against the newest snapshot of the same paths and host.
+pub struct FilesSource {
+    /// Absolute, sorted, without duplicates.
+    pub paths: Vec<PathBuf>,
+    pub exclusions: files::Exclusions,
+    pub host: String,
+    /// Read every file instead of trusting unchanged metadata.
+    pub force: bool,
+}
+
+impl Source for FilesSource {
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+
+    fn capture(
+        &self,
+        repo: &Repository,
+        writer: &Writer<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Captured, Error> {
+        let started = now();
+        let names: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        let parent = if self.force {
+            None
+        } else {
+            // A damaged snapshot never blocks a backup: the parent is the newest readable one.
+            repo.load_snapshots()?
+                .items
+                .into_iter()
+                .rev()
+                .find(|(_, s)| s.kind == "files" && s.paths == names && s.hostname == self.host)
+        };
+        let result = files::backup(
+            writer,
+            &self.paths,
+            parent.as_ref().map(|(_, s)| s.tree),
+            &self.exclusions,
+            progress,
+        )?;
+        let mut snapshot = Snapshot::new("files", names, result.tree);
+        snapshot.parent = parent.map(|(id, _)| id.to_hex());
+        snapshot.summary = result.summary;
+        snapshot.errors = result.errors;
+        snapshot.hostname = self.host.clone();
+        // The recovery point is when reading began, not when it ended.
+        snapshot.time = started;
+        Ok(Captured {
+            snapshot,
+            excluded: result.excluded,
+        })
+    }
+}
+
+/// A program's standard output.
+pub struct CommandSource {
+    pub command: String,
+    pub filename: String,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Source for CommandSource {
+    fn kind(&self) -> &'static str {
+        command::KIND
+    }
+
+    fn capture(
+        &self,
+        _repo: &Repository,
+        writer: &Writer<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Captured, Error> {
+        let request = command::CommandRequest {
+            command: &self.command,
+            filename: &self.filename,
+            timeout: self.timeout,
+        };
+        let started = now();
+        let mut snapshot = command::capture(writer, &request, progress)?;
+        snapshot.time = started;
+        Ok(Captured {
+            snapshot,
+            excluded: 0,
+        })
+    }
+}
+
+/// A logical dump of chosen schemas, with row counts.
+pub struct DumpSource {
+    pub url: String,
+    pub schemas: Vec<String>,
+    pub jobs: u32,
+    pub tools: Box<dyn Fn(u32) -> Tools + Send + Sync>,
+}
+
+impl Source for DumpSource {
+    fn kind(&self) -> &'static str {
+        postgres::dump::KIND
+    }
+
+    fn capture(
+        &self,
+        _repo: &Repository,
+        writer: &Writer<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Captured, Error> {
+        let request = postgres::dump::DumpRequest {
+            url: &self.url,
+            schemas: &self.schemas,
+            jobs: self.jobs,
+        };
+        let dumped = postgres::dump::dump(writer, &request, &*self.tools, progress)?;
+        Ok(Captured {
+            snapshot: dumped.snapshot,
+            excluded: 0,
+        })
+    }
+}
+
+/// What reading a snapshot back proved.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verified {
+    pub files: u64,
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+/// Read back, decrypt and authenticate every blob a snapshot's files refer to (each once): proof
+/// that this snapshot, not only the repository's structure, can be restored.
+pub fn verify(repo: &Repository, snapshot: &Snapshot) -> Result<Verified, Error> {
+    let reader = repo.reader()?;
+    let mut blobs: HashSet<Id> = HashSet::new();
+    let mut files = 0u64;
+    lifeline_repo::walk::walk(&reader, snapshot.tree, b"", &mut |_, node| {
+        if node.node_type == NodeType::File {
+            files += 1;
+            for c in node.content.iter().flatten() {
+                blobs.insert(*c.id());
+            }
+        }
+        Ok(())
+    })?;
+    let blobs: Vec<Id> = blobs.into_iter().collect();
+    let bytes = blobs
+        .par_iter()
+        .map(|id| reader.read_blob(id).map(|b| b.len() as u64))
+        .try_reduce(|| 0, |a, b| Ok(a + b))?;
+    Ok(Verified {
+        files,
+        blobs: blobs.len() as u64,
+        bytes,
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
