@@ -15,6 +15,8 @@ pub trait Progress: Sync {
     fn file_done(&self, _bytes: u64) {}
     /// Bytes were processed within a file still in progress.
     fn bytes(&self, _n: u64) {}
+    /// The work will process about `bytes` in all (known only once the source has looked).
+    fn total(&self, _bytes: u64) {}
 }
 
 /// Progress that nobody watches.

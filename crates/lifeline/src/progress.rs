@@ -63,4 +63,9 @@ impl Progress for Bar {
     fn bytes(&self, n: u64) {
         self.bar.inc(n);
     }
+
+    fn total(&self, bytes: u64) {
+        self.bar.set_length(bytes);
+        self.bar.set_style(style(true));
+    }
 }

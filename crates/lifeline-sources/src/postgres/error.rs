@@ -27,6 +27,46 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "WAL archiving is off on this server, so no backup could be recovered: set archive_mode = on and archive_command = 'lifeline --config FILE pg wal-push %p' (docs/postgres.md), then restart it"
+    )]
+    ArchiveOff,
+    #[error(
+        "--incremental needs PostgreSQL 17 or later (this server is {version}); take a full backup"
+    )]
+    IncrementalTooOld { version: String },
+    #[error("--incremental needs summarize_wal = on on the server (ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf()), and a full backup taken after that")]
+    IncrementalWithoutSummaries,
+    #[error("--incremental needs an earlier base backup of cluster {system_id} to build on; take a full backup first")]
+    NoEarlierBackup { system_id: u64 },
+    #[error("{} is not empty: restore into a new or empty directory, or pass --delta to update a stopped copy of this cluster in place (a running cluster's data directory is never overwritten)", .0.display())]
+    NotEmpty(PathBuf),
+    #[error("{count} file(s) could not be restored, first {}: {error}", .first.display())]
+    FilesNotRestored {
+        count: usize,
+        first: PathBuf,
+        error: String,
+    },
+    #[error("the restored server did not start or stopped before reaching {target} ({cause}); the end of its log ({}):\n{tail}", .log.display())]
+    ServerDidNotStart {
+        target: String,
+        cause: Box<Error>,
+        log: PathBuf,
+        /// The last lines of the server's log.
+        tail: String,
+    },
+    #[error("the restored server stopped before reaching {target}; the end of its log ({}):\n{tail}", .log.display())]
+    ServerStopped {
+        target: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("recovery did not reach {target} within {seconds} s; the server is still running (log: {})", .log.display())]
+    RecoveryTimeout {
+        target: String,
+        seconds: u64,
+        log: PathBuf,
+    },
 }
 
 impl Error {

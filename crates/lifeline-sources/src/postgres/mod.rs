@@ -4,13 +4,16 @@
 
 pub mod archive;
 pub mod archive_check;
+pub mod backup;
 pub mod basebackup;
 pub mod catalog;
 pub mod delta;
 pub mod dump;
 mod error;
 pub mod recovery;
+pub mod restore;
 pub mod retention;
+pub mod server;
 pub mod socket;
 pub mod status;
 pub mod tar_tree;

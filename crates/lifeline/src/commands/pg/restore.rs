@@ -1,18 +1,16 @@
 //! `pg restore`: point-in-time recovery into a new data directory (or, with `--delta`, in place into
 //! a stopped copy of the cluster), optionally started and watched until it reaches the target.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use lifeline_sources::files;
-use lifeline_sources::postgres::catalog::{self, keys};
-use lifeline_sources::postgres::recovery::{self, Action, Plan, Target, TimelineChoice};
+use lifeline_sources::postgres::recovery::{self, Action, Target, TimelineChoice};
+use lifeline_sources::postgres::restore::{self, RestoreRequest};
+use lifeline_sources::postgres::server::{self, shell_quote, Recovery, StartRequest};
 use lifeline_sources::postgres::wal::Lsn;
-use lifeline_sources::postgres::{delta, socket, tools, vector};
 
+use super::backup::repo_errors;
 use super::Pg;
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
@@ -141,62 +139,33 @@ impl Args {
 pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
     let started = Instant::now();
     let target = args.target()?;
+    // Before the repository is opened, so a wrong directory is refused before a password is asked.
     if !args.delta {
-        check_empty(&args.pgdata)?;
+        restore::check_empty(&args.pgdata)?;
     }
     let repo = ctx.open()?;
-    let backups = catalog::of_cluster(catalog::base_backups(&repo)?, args.system_id)?;
-    let plan = recovery::plan(
-        &repo,
-        backups,
-        target,
-        args.set.as_deref(),
-        &args.filter.filter(),
-        args.target_timeline.unwrap_or(TimelineChoice::Unspecified),
-    )?;
     let restore_command = restore_command(ctx)?;
-    // Every program the restore will need is checked before the first file is written.
-    let tools = pg.tools(plan.backup().major);
-    if plan.chain.len() > 1 {
-        tools.check_version("pg_combinebackup", plan.backup().major)?;
-    }
-    if args.start {
-        tools.check_version("pg_ctl", plan.backup().major)?;
-    }
-
-    let pgdata = absolute(&args.pgdata)?;
-    if args.delta {
-        delta::check_target(&pgdata, &plan)?;
-    }
-    let reader = repo.reader()?;
-    let total: u64 = plan.chain.iter().map(|b| b.snapshot.summary.bytes).sum();
-    let bar = Bar::new(ctx.json, Some(total));
-    let mut delta_result = None;
-    if args.delta {
-        let result = delta::restore(&reader, &plan, &pgdata, &bar)?;
-        first_error(&result)?;
-        delta_result = Some(result);
-    } else if let [only] = plan.chain.as_slice() {
-        restore_tree(&reader, only.snapshot.tree, &pgdata, &bar)?;
-    } else {
-        combine(pg, &reader, &plan, &pgdata, &bar)?;
-    }
+    let filter = args.filter.filter();
+    let request = RestoreRequest {
+        pgdata: &args.pgdata,
+        delta: args.delta,
+        target,
+        timeline: args.target_timeline.unwrap_or(TimelineChoice::Unspecified),
+        set: args.set.as_deref(),
+        filter: &filter,
+        system_id: args.system_id,
+        action: args.action(),
+        keep_archiving: args.archive_mode == ArchiveMode::Preserve,
+        restore_command: &restore_command,
+        start: args.start,
+    };
+    let bar = Bar::new(ctx.json, None);
+    let restored = restore::restore(&repo, &request, &|major| pg.tools(major), &bar);
     bar.finish();
-    std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set the mode of {}", pgdata.display()))?;
-    recovery::write_settings(
-        &pgdata,
-        &plan,
-        &restore_command,
-        args.action(),
-        args.archive_mode == ArchiveMode::Preserve,
-    )?;
-    // pg_combinebackup flushes what it writes; a plain restore is flushed here.
-    if plan.chain.len() == 1 {
-        files::sync_tree(&pgdata)?;
-    }
+    let restored = restored.map_err(repo_errors)?;
     let restored_ms = started.elapsed().as_millis() as u64;
 
+    let (plan, pgdata) = (&restored.plan, &restored.pgdata);
     let backup = plan.backup();
     let mut report = serde_json::json!({
         "pgdata": pgdata,
@@ -207,15 +176,8 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         "last_archived_segment": plan.last_segment,
         "restore_ms": restored_ms,
     });
-    if let Some(d) = &delta_result {
-        report["delta"] = serde_json::json!({
-            "files_checked": d.files,
-            "files_rewritten": d.files - d.unchanged,
-            "files_unchanged": d.unchanged,
-            "entries_removed": d.deleted.len(),
-            "bytes_checked": d.bytes,
-            "bytes_written": d.bytes_written,
-        });
+    if let Some(d) = &restored.delta {
+        report["delta"] = serde_json::to_value(d)?;
     }
     if !ctx.json {
         println!(
@@ -227,15 +189,15 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
             pgdata.display(),
             restored_ms as f64 / 1000.0
         );
-        if let Some(d) = &delta_result {
+        if let Some(d) = &restored.delta {
             println!(
                 "delta: {} files checked, {} rewritten ({} written of {}), {} unchanged; {} entries the backup does not hold removed",
-                d.files,
-                d.files - d.unchanged,
+                d.files_checked,
+                d.files_rewritten,
                 human_bytes(d.bytes_written),
-                human_bytes(d.bytes),
-                d.unchanged,
-                d.deleted.len()
+                human_bytes(d.bytes_checked),
+                d.files_unchanged,
+                d.entries_removed
             );
         }
         println!(
@@ -244,18 +206,29 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         );
     }
     if args.start {
-        let reached = start_and_wait(pg, &plan, &pgdata, &args)?;
-        report["recovery"] = reached.to_json();
-        if !ctx.json {
-            println!("{}", reached.describe());
+        let request = StartRequest {
+            port: args.port,
+            timeout: Duration::from_secs(args.start_timeout),
+        };
+        let reached =
+            server::start(&restored, &request, &|major| pg.tools(major)).map_err(repo_errors)?;
+        for m in &reached.vector_mismatches {
+            eprintln!(
+                "pgvector mismatch in {}: {}: expected {}, found {}",
+                m.table, m.check, m.expected, m.found
+            );
         }
-        if reached.vector_mismatches > 0 {
+        report["recovery"] = serde_json::to_value(&reached)?;
+        if !ctx.json {
+            println!("{}", describe(&reached));
+        }
+        if !reached.vector_mismatches.is_empty() {
             if ctx.json {
                 print_json(&report)?;
             }
             bail!(
                 "{} pgvector check(s) differ from the backup's answers (listed above)",
-                reached.vector_mismatches
+                reached.vector_mismatches.len()
             );
         }
     } else if !ctx.json {
@@ -265,7 +238,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
             if matches!(plan.target, Target::Latest) {
                 "promotes".to_string()
             } else {
-                format!("{}s at the target", args.action().as_str())
+                format!("{}s at the target", restored.action.as_str())
             }
         );
     }
@@ -273,86 +246,6 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         print_json(&report)?;
     }
     Ok(exit::OK)
-}
-
-fn check_empty(pgdata: &Path) -> anyhow::Result<()> {
-    match std::fs::read_dir(pgdata) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                bail!(
-                    "{} is not empty: restore into a new or empty directory, or pass --delta to update a stopped copy of this cluster in place (a running cluster's data directory is never overwritten)",
-                    pgdata.display()
-                );
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", pgdata.display())),
-    }
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(std::env::current_dir()
-        .context("cannot read the current directory")?
-        .join(path))
-}
-
-fn restore_tree(
-    reader: &lifeline_repo::BlobReader<'_>,
-    tree: lifeline_repo::Id,
-    dir: &Path,
-    bar: &Bar,
-) -> anyhow::Result<()> {
-    first_error(&files::restore(
-        reader,
-        tree,
-        dir,
-        &files::RestoreOptions::default(),
-        bar,
-    )?)
-}
-
-fn first_error(result: &files::RestoreResult) -> anyhow::Result<()> {
-    if let Some((path, err)) = result.errors.first() {
-        bail!(
-            "{} file(s) could not be restored, first {}: {err}",
-            result.errors.len(),
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// Restore each backup of an incremental chain beside the target, then let pg_combinebackup
-/// reconstruct the full data directory from them.
-fn combine(
-    pg: &Pg,
-    reader: &lifeline_repo::BlobReader<'_>,
-    plan: &Plan,
-    pgdata: &Path,
-    bar: &Bar,
-) -> anyhow::Result<()> {
-    let parent = pgdata
-        .parent()
-        .context("the data directory has no parent directory")?;
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".lifeline-combine-")
-        .tempdir_in(parent)
-        .with_context(|| format!("cannot create a staging directory in {}", parent.display()))?;
-    let mut dirs = Vec::new();
-    for (n, backup) in plan.chain.iter().enumerate() {
-        let dir = staging.path().join(format!("{n:03}-{}", backup.id.short()));
-        restore_tree(reader, backup.snapshot.tree, &dir, bar)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        dirs.push(dir);
-    }
-    let tools = pg.tools(plan.backup().major);
-    let mut cmd = tools.command("pg_combinebackup");
-    cmd.args(&dirs).arg("-o").arg(pgdata);
-    tools::run(&mut cmd, "pg_combinebackup")?;
-    Ok(())
 }
 
 /// The command PostgreSQL runs to fetch WAL: this program with the repository and key options this
@@ -403,275 +296,33 @@ fn repository_flags(ctx: &Context, cwd: &Path) -> anyhow::Result<Vec<String>> {
     Ok(flags)
 }
 
-fn shell_quote(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-%=:@,+".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+/// What a started recovery reached, for people.
+fn describe(r: &Recovery) -> String {
+    let mut out = format!(
+        "recovery reached its target in {:.1} s: server {} on port {}",
+        r.seconds, r.state, r.port
+    );
+    if let Some(lsn) = &r.replay_lsn {
+        out.push_str(&format!(", replayed to LSN {lsn}"));
     }
-}
-
-/// What a started recovery reached.
-struct Reached {
-    port: u16,
-    sockets: socket::Sockets,
-    /// The connection string the check connected with (none after a shutdown at the target).
-    connection: Option<String>,
-    state: &'static str,
-    lsn: Option<String>,
-    last_commit: Option<String>,
-    stop_line: Option<String>,
-    log: PathBuf,
-    seconds: f64,
-    vector_checks: usize,
-    vector_mismatches: usize,
-}
-
-impl Reached {
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "port": self.port,
-            "socket_directories": self.sockets.dirs,
-            "socket_notes": self.sockets.notes,
-            "connection": self.connection,
-            "state": self.state,
-            "replay_lsn": self.lsn,
-            "last_commit_time": self.last_commit,
-            "stop": self.stop_line,
-            "log": self.log,
-            "seconds": self.seconds,
-            "pgvector_checks": self.vector_checks,
-            "pgvector_mismatches": self.vector_mismatches,
-        })
+    if let Some(t) = &r.last_commit_time {
+        out.push_str(&format!(", last transaction committed at {t}"));
     }
-
-    fn describe(&self) -> String {
-        let mut out = format!(
-            "recovery reached its target in {:.1} s: server {} on port {}",
-            self.seconds, self.state, self.port
-        );
-        if let Some(lsn) = &self.lsn {
-            out.push_str(&format!(", replayed to LSN {lsn}"));
-        }
-        if let Some(t) = &self.last_commit {
-            out.push_str(&format!(", last transaction committed at {t}"));
-        }
-        if let Some(line) = &self.stop_line {
-            out.push_str(&format!("\n  {line}"));
-        }
-        for note in &self.sockets.notes {
-            out.push_str(&format!("\n  note: {note}"));
-        }
-        if let Some(url) = &self.connection {
-            out.push_str(&format!("\n  connect: psql '{url}'"));
-        }
-        if self.vector_checks > 0 {
-            out.push_str(&format!(
-                "\n  pgvector: {} of {} checks equal the backup's answers",
-                self.vector_checks - self.vector_mismatches,
-                self.vector_checks
-            ));
-        }
-        out
+    if let Some(line) = &r.stop_line {
+        out.push_str(&format!("\n  {line}"));
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")
-        .context("cannot find a free port")?
-        .local_addr()?
-        .port())
-}
-
-fn start_and_wait(pg: &Pg, plan: &Plan, pgdata: &Path, args: &Args) -> anyhow::Result<Reached> {
-    let started = Instant::now();
-    let backup = plan.backup();
-    let tools = pg.tools(backup.major);
-    let port = match args.port {
-        Some(p) => p,
-        None => free_port()?,
-    };
-    let log = PathBuf::from(format!("{}.recovery.log", pgdata.display()));
-    // The cluster's own socket directories, so its clients and pg_hba.conf's `local` lines work
-    // as before; only those that cannot hold a socket here are replaced (and the report says so).
-    let sockets = socket::for_data_dir(&tools, pgdata, &std::env::temp_dir())?;
-    // pg_ctl hands -o to a shell.
-    let mut options = format!("-p {port} -c listen_addresses=127.0.0.1");
-    if sockets.replaced {
-        options.push_str(&format!(" -k {}", shell_quote(&sockets.setting())));
+    for note in &r.socket_notes {
+        out.push_str(&format!("\n  note: {note}"));
     }
-    let mut cmd = tools.command("pg_ctl");
-    cmd.arg("-D")
-        .arg(pgdata)
-        .arg("-l")
-        .arg(&log)
-        .args(["-o", &options, "start"]);
-    if let Err(e) = tools::run(&mut cmd, "pg_ctl start") {
-        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-        bail!(
-            "the restored server did not start or stopped before reaching {} ({e}); the end of its log ({}):\n{}",
-            plan.target,
-            log.display(),
-            tail(&log_text, 15)
-        );
+    if let Some(url) = &r.connection {
+        out.push_str(&format!("\n  connect: psql '{url}'"));
     }
-
-    let (user, db) = server_role(backup);
-    // The socket first: local connections are the ones a fresh cluster's pg_hba.conf trusts.
-    let urls: Vec<String> = sockets
-        .client_dir()
-        .map(|dir| socket::socket_url(&user, &db, dir, port))
-        .into_iter()
-        .chain([socket::tcp_url(&user, &db, port)])
-        .collect();
-    let deadline = started + Duration::from_secs(args.start_timeout);
-    let action = args.action();
-    loop {
-        if Instant::now() > deadline {
-            bail!(
-                "recovery did not reach {} within {} s; the server is still running (log: {})",
-                plan.target,
-                args.start_timeout,
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-        if !running(&tools, pgdata) {
-            let stop_line = stop_line(&log_text);
-            if action == Action::Shutdown && stop_line.is_some() {
-                return Ok(Reached {
-                    port,
-                    sockets,
-                    connection: None,
-                    state: "shut down at the target",
-                    lsn: None,
-                    last_commit: None,
-                    stop_line,
-                    log,
-                    seconds: started.elapsed().as_secs_f64(),
-                    vector_checks: 0,
-                    vector_mismatches: 0,
-                });
-            }
-            bail!(
-                "the restored server stopped before reaching {}; the end of its log ({}):\n{}",
-                plan.target,
-                log.display(),
-                tail(&log_text, 15)
-            );
-        }
-        let Some((url, mut client)) = urls.iter().find_map(|url| Some((url, connect(url)?))) else {
-            continue;
-        };
-        let Ok(row) = client.query_one(
-            "SELECT pg_is_in_recovery(),
-                    CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE 'not paused' END,
-                    pg_last_wal_replay_lsn()::text,
-                    to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            &[],
-        ) else {
-            continue;
-        };
-        let in_recovery: bool = row.get(0);
-        let pause: String = row.get(1);
-        let reached = match (in_recovery, action, &plan.target) {
-            (false, _, _) => Some("promoted and running"),
-            (true, Action::Pause, t) if !matches!(t, Target::Latest) && pause == "paused" => {
-                Some("paused at the target (read-only)")
-            }
-            _ => None,
-        };
-        let Some(state) = reached else {
-            continue;
-        };
-        let (vector_checks, vector_mismatches) = if matches!(plan.target, Target::Immediate) {
-            verify_vectors(backup, &mut client)?
-        } else {
-            (0, 0)
-        };
-        return Ok(Reached {
-            port,
-            connection: Some(url.clone()),
-            sockets,
-            state,
-            lsn: row.get(2),
-            last_commit: row.get(3),
-            stop_line: stop_line(&log_text),
-            log,
-            seconds: started.elapsed().as_secs_f64(),
-            vector_checks,
-            vector_mismatches,
-        });
+    if r.vector_checks > 0 {
+        out.push_str(&format!(
+            "\n  pgvector: {} of {} checks equal the backup's answers",
+            r.vector_checks - r.vector_mismatches.len(),
+            r.vector_checks
+        ));
     }
-}
-
-/// The backup's role and database, to connect to the restored server with.
-fn server_role(backup: &catalog::BaseBackup) -> (String, String) {
-    let original: Option<postgres::Config> = backup
-        .snapshot
-        .source
-        .get("database_url")
-        .and_then(|u| u.parse().ok());
-    let user = original
-        .as_ref()
-        .and_then(|c| c.get_user().map(str::to_string))
-        .unwrap_or_else(|| "postgres".into());
-    let db = original
-        .as_ref()
-        .and_then(|c| c.get_dbname().map(str::to_string))
-        .unwrap_or_else(|| "postgres".into());
-    (user, db)
-}
-
-/// A connection that gives up after 5 s (the server may still be starting).
-fn connect(url: &str) -> Option<postgres::Client> {
-    let mut config: postgres::Config = url.parse().ok()?;
-    config
-        .connect_timeout(Duration::from_secs(5))
-        .connect(postgres::NoTls)
-        .ok()
-}
-
-/// Re-run the backup's pgvector checks on a server recovered to the backup's own end.
-fn verify_vectors(
-    backup: &catalog::BaseBackup,
-    client: &mut postgres::Client,
-) -> anyhow::Result<(usize, usize)> {
-    let Some(json) = backup.snapshot.source.get(keys::PGVECTOR) else {
-        return Ok((0, 0));
-    };
-    let checks: Vec<vector::VectorCheck> =
-        serde_json::from_str(json).context("the backup's pgvector checks are unreadable")?;
-    let mismatches = vector::verify(client, &checks)?;
-    for m in &mismatches {
-        eprintln!(
-            "pgvector mismatch in {}: {}: expected {}, found {}",
-            m.table, m.check, m.expected, m.found
-        );
-    }
-    Ok((checks.len(), mismatches.len()))
-}
-
-fn running(tools: &tools::Tools, pgdata: &Path) -> bool {
-    let mut cmd: Command = tools.command("pg_ctl");
-    cmd.arg("-D").arg(pgdata).arg("status");
-    tools::run(&mut cmd, "pg_ctl status").is_ok()
-}
-
-/// PostgreSQL's own account of where it stopped ("recovery stopping before commit of transaction …").
-fn stop_line(log: &str) -> Option<String> {
-    log.lines()
-        .rev()
-        .find(|l| {
-            l.contains("recovery stopping")
-                || l.contains("consistent recovery state reached") && l.contains("immediate")
-        })
-        .map(|l| l.split("LOG:").last().unwrap_or(l).trim().to_string())
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    out
 }

@@ -1,0 +1,198 @@
+//! Physical base backups as one operation: check that the server can be backed up (and, for
+//! `--incremental`, built on), run `pg_basebackup`, wait until the WAL that makes the backup
+//! consistent is archived, and describe it in a snapshot that recovery can select by time, LSN or
+//! transaction.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lifeline_repo::snapshot::Snapshot;
+use lifeline_repo::{Id, Repository, Writer};
+
+use super::basebackup::{self, ServerInfo, WalRange, MANIFEST};
+use super::catalog::{self, keys, BaseBackup};
+use super::error::{Error, Result};
+use super::tools::{self, Tools};
+use super::vector;
+use crate::Progress;
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub struct BackupRequest<'a> {
+    /// libpq connection URI or key=value string of a role that may replicate.
+    pub url: &'a str,
+    /// Copy only the blocks changed since the newest base backup of the cluster (PostgreSQL 17+).
+    pub incremental: bool,
+    /// How long to wait for the WAL the backup needs to reach the repository.
+    pub wal_timeout: Duration,
+}
+
+/// A base backup stored in the repository, with the snapshot that will name it (not yet saved; no
+/// tags set).
+#[derive(Debug)]
+pub struct BackedUp {
+    pub snapshot: Snapshot,
+    pub info: ServerInfo,
+    pub range: WalRange,
+    /// pgvector columns whose answers were recorded.
+    pub vector_checks: usize,
+}
+
+/// Take a base backup of the server at `request.url` into `writer`'s repository. `tools` picks the
+/// client programs for a server major version; `progress` is told the databases' total size first.
+/// The snapshot's time is the server's clock at the start, so it sorts with the WAL it needs.
+pub fn backup(
+    repo: &Repository,
+    writer: &Writer<'_>,
+    request: &BackupRequest<'_>,
+    tools: &dyn Fn(u32) -> Tools,
+    progress: &dyn Progress,
+) -> Result<BackedUp> {
+    let started = Instant::now();
+    let mut client = tools::connect(request.url)?;
+    let info = basebackup::server_info(&mut client)?;
+    if info.archive_mode == "off" {
+        return Err(Error::ArchiveOff);
+    }
+    let tools = tools(info.major);
+    tools.check_version("pg_basebackup", info.major)?;
+
+    // Read for full backups too, so a base backup whose metadata is unreadable (which recovery
+    // would refuse) is reported while a good one can still be taken.
+    let previous = catalog::base_backups(repo)?
+        .into_iter()
+        .rev()
+        .find(|b| b.system_id == info.system_id);
+    // The temporary directory holds the parent's manifest until pg_basebackup has read it.
+    let staging = tempfile::tempdir().map_err(|e| {
+        Error::Invalid(format!(
+            "cannot create a temporary directory in {} ({e}); set TMPDIR to a writable directory",
+            std::env::temp_dir().display()
+        ))
+    })?;
+    let parent = if request.incremental {
+        Some(stage_parent(repo, &info, previous, staging.path())?)
+    } else {
+        None
+    };
+
+    let start_time = server_clock(&mut client)?;
+    // Only for the progress bar's total: a server that will not say is backed up all the same.
+    let total: i64 = client
+        .query_one(
+            "SELECT sum(pg_database_size(datname))::bigint FROM pg_database",
+            &[],
+        )
+        .map(|r| r.get::<_, Option<i64>>(0).unwrap_or(0))
+        .unwrap_or(0);
+    progress.total(u64::try_from(total).unwrap_or(0));
+    let taken = basebackup::take(
+        writer,
+        &tools,
+        request.url,
+        parent.as_ref().map(|(_, manifest)| manifest.as_path()),
+        progress,
+    )?;
+    basebackup::wait_for_wal(
+        repo,
+        info.system_id,
+        &taken.range,
+        info.wal_segment_size,
+        request.wal_timeout,
+    )?;
+    // Read after the backup is complete, so recovery to any later time or xid can start from it.
+    let row = client
+        .query_one(
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+            &[],
+        )
+        .map_err(|e| Error::db("reading the server's clock and next transaction ID", e))?;
+    let stop_time: String = row.get(0);
+    let next_xid: i64 = row.get(1);
+    let checks = vector::capture(&mut client)?;
+
+    let mut snapshot = Snapshot::new(
+        catalog::KIND,
+        vec![format!("cluster {}", info.system_id)],
+        taken.stored.tree,
+    );
+    snapshot.time = start_time.clone();
+    snapshot.summary = taken.stored.summary;
+    snapshot.summary.files_new = snapshot.summary.files;
+    let range = taken.range;
+    let source = &mut snapshot.source;
+    source.insert(keys::SYSTEM_ID.into(), info.system_id.to_string());
+    source.insert(keys::TIMELINE.into(), range.timeline.to_string());
+    source.insert(keys::START_LSN.into(), range.start.to_string());
+    source.insert(keys::STOP_LSN.into(), range.stop.to_string());
+    source.insert(keys::START_TIME.into(), start_time);
+    source.insert(keys::STOP_TIME.into(), stop_time);
+    source.insert(keys::NEXT_XID.into(), next_xid.to_string());
+    source.insert(keys::SERVER_VERSION.into(), info.version.clone());
+    source.insert(keys::SERVER_MAJOR.into(), info.major.to_string());
+    source.insert(keys::SEGMENT_SIZE.into(), info.wal_segment_size.to_string());
+    source.insert("database_url".into(), tools::redact(request.url));
+    source.insert(
+        keys::BACKUP_TYPE.into(),
+        if parent.is_some() {
+            "incremental"
+        } else {
+            "full"
+        }
+        .into(),
+    );
+    if let Some((parent, _)) = &parent {
+        source.insert(keys::PARENT_BACKUP.into(), parent.to_hex());
+        snapshot.parent = Some(parent.to_hex());
+    }
+    if !checks.is_empty() {
+        let json = serde_json::to_string(&checks)
+            .map_err(|e| Error::Invalid(format!("encoding the backup's pgvector answers: {e}")))?;
+        snapshot.source.insert(keys::PGVECTOR.into(), json);
+    }
+    snapshot.summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(BackedUp {
+        snapshot,
+        info,
+        range,
+        vector_checks: checks.len(),
+    })
+}
+
+/// Check that an incremental backup can be taken and write the manifest of the backup it builds on,
+/// `previous` (the cluster's newest), into `dir` for `pg_basebackup --incremental`. Returns that
+/// backup's ID and the manifest's path.
+fn stage_parent(
+    repo: &Repository,
+    info: &ServerInfo,
+    previous: Option<BaseBackup>,
+    dir: &Path,
+) -> Result<(Id, PathBuf)> {
+    if info.major < 17 {
+        return Err(Error::IncrementalTooOld {
+            version: info.version.clone(),
+        });
+    }
+    if !info.summarize_wal {
+        return Err(Error::IncrementalWithoutSummaries);
+    }
+    let parent = previous.ok_or(Error::NoEarlierBackup {
+        system_id: info.system_id,
+    })?;
+    let manifest = catalog::read_root_file(&repo.reader()?, parent.snapshot.tree, MANIFEST)?;
+    let path = dir.join(MANIFEST);
+    std::fs::write(&path, manifest).map_err(|e| Error::io(&path, e))?;
+    Ok((parent.id, path))
+}
+
+/// The server's clock in UTC, RFC 3339 with microseconds.
+fn server_clock(client: &mut postgres::Client) -> Result<String> {
+    Ok(client
+        .query_one(
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            &[],
+        )
+        .map_err(|e| Error::db("reading the server's clock", e))?
+        .get(0))
+}
