@@ -3,7 +3,9 @@
 //! above the sources: it decides what runs when, the sources decide how data is captured.
 
 pub mod key_file;
+pub mod notify;
 pub mod open;
 pub mod options;
+pub mod page;
 pub mod password;
 pub mod report;
