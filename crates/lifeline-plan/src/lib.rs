@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod notify;
 pub mod open;
 pub mod options;
+pub mod page;
 pub mod password;
 pub mod plan;
 pub mod report;
