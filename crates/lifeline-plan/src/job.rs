@@ -3,7 +3,7 @@
 //! any step is reported in the [`JobReport`], never panics, and never removes what a step needs.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{SecondsFormat, Utc};
@@ -11,7 +11,9 @@ use lifeline_repo::retention::GroupBy;
 use lifeline_repo::snapshot::SnapshotFilter;
 use lifeline_repo::{Repository, Writer, DEFAULT_COMPRESSION};
 use lifeline_sources::postgres::tools::Tools;
-use lifeline_sources::source::{self, CommandSource, DumpSource, FilesSource, Source};
+use lifeline_sources::source::{
+    self, BaseBackupSource, CommandSource, DumpSource, FilesSource, Source,
+};
 use lifeline_sources::Progress;
 
 use crate::forget::{forget, Selection};
@@ -73,9 +75,7 @@ pub fn run(
             .capture(&repo, &writer, progress)
             .with_context(|| format!("backup of source {}", source.name))?;
         let mut snapshot = captured.snapshot;
-        snapshot
-            .tags
-            .insert(SOURCE_TAG.into(), source.name.clone());
+        snapshot.tags.insert(SOURCE_TAG.into(), source.name.clone());
         for (k, v) in &source.tags {
             snapshot.tags.insert(k.clone(), v.clone());
         }
@@ -198,10 +198,12 @@ fn build(
             jobs: source.jobs.unwrap_or(1),
             tools: Box::new(tools),
         }),
-        SourceKind::Postgres => {
-            let _ = job;
-            anyhow::bail!("postgres sources arrive with the base backup contract")
-        }
+        SourceKind::Postgres => Box::new(BaseBackupSource {
+            url: source.db.clone().ok_or_else(|| missing("db"))?,
+            incremental: job == JobKind::Incremental,
+            wal_timeout: source.wal_timeout.unwrap_or(Duration::from_secs(300)),
+            tools: Box::new(tools),
+        }),
     })
 }
 

@@ -132,6 +132,38 @@ impl Source for CommandSource {
     }
 }
 
+/// A PostgreSQL physical base backup, full or (17+) incremental; the WAL arrives by archive_command.
+pub struct BaseBackupSource {
+    pub url: String,
+    pub incremental: bool,
+    pub wal_timeout: std::time::Duration,
+    pub tools: Box<dyn Fn(u32) -> Tools + Send + Sync>,
+}
+
+impl Source for BaseBackupSource {
+    fn kind(&self) -> &'static str {
+        postgres::catalog::KIND
+    }
+
+    fn capture(
+        &self,
+        repo: &Repository,
+        writer: &Writer<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Captured, Error> {
+        let request = postgres::backup::BackupRequest {
+            url: &self.url,
+            incremental: self.incremental,
+            wal_timeout: self.wal_timeout,
+        };
+        let backed_up = postgres::backup::backup(repo, writer, &request, &*self.tools, progress)?;
+        Ok(Captured {
+            snapshot: backed_up.snapshot,
+            excluded: 0,
+        })
+    }
+}
+
 /// A logical dump of chosen schemas, with row counts.
 pub struct DumpSource {
     pub url: String,

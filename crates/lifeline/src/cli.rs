@@ -69,6 +69,12 @@ pub enum Command {
     Diff(commands::diff::Args),
     /// Which snapshots hold a file or directory
     Find(commands::find::Args),
+    /// The backup plan: check it, show what runs when
+    Plan(commands::plan::Args),
+    /// Run one job of the plan now: back up, verify, copy, apply retention (what a CronJob calls)
+    Run(commands::run::Args),
+    /// Run the plan's schedules; serve /metrics, the status page and /api/status
+    Daemon(commands::daemon::Args),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery, logical dumps
     Pg(commands::pg::Args),
 }

@@ -19,21 +19,28 @@ fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     let json = cli.json;
-    let filter = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+    // The daemon's log is its record of what ran: info by default, timed, JSON on request.
+    let daemon_json = match &cli.command {
+        cli::Command::Daemon(args) => Some(args.log_format == "json"),
+        _ => None,
+    };
+    let filter = match (cli.verbose, daemon_json.is_some()) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
+    let env_filter = tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .without_time()
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match daemon_json {
+        Some(true) => log.json().init(),
+        Some(false) => log.init(),
+        None => log.without_time().init(),
+    }
     configure_workers();
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),

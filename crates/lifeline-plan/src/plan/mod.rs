@@ -256,7 +256,9 @@ impl Default for DaemonOptions {
 }
 
 /// Which job of a source runs: its backup, or for PostgreSQL a full or an incremental base backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Backup,

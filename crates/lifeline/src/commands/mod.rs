@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod daemon;
 pub mod diff;
 pub mod dump;
 pub mod find;
@@ -12,9 +13,11 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod pg;
+pub mod plan;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod run;
 pub mod snapshots;
 pub mod stats;
 pub mod status;
@@ -44,5 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::run(&ctx, args),
         Command::Diff(args) => diff::run(&ctx, args),
         Command::Find(args) => find::run(&ctx, args),
+        Command::Plan(args) => plan::run(&ctx, args),
+        Command::Run(args) => run::run(&ctx, args),
+        Command::Daemon(args) => daemon::run(&ctx, args),
     }
 }

@@ -1,0 +1,557 @@
+//! `lifeline daemon`: runs the plan's schedules. Each job is a child process (`lifeline run SOURCE
+//! --job J --json`), so a job's memory returns to the system when it ends, a stuck job can be
+//! killed without harming the daemon, and the daemon runs exactly what a Kubernetes CronJob runs.
+//!
+//! Rules: one source never runs two jobs at once (a slot that comes while it runs waits, once);
+//! at most `max_concurrent_jobs` run across sources; a slot missed while the daemon was down runs
+//! once at start; a failed job is retried with a doubling delay; SIGHUP reloads the plan (a bad one
+//! is refused and the old one keeps running); SIGTERM lets running jobs finish within
+//! `stop_timeout`, then kills them — a killed backup leaves the repository as it was, plus
+//! unreferenced data that prune collects.
+
+mod server;
+mod state;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, Utc};
+use lifeline_repo::Repository;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::metrics::Metrics;
+use crate::notify::{self, Event, EventKind};
+use crate::plan::{self, JobKind, Plan};
+use crate::report::{JobReport, Outcome};
+use crate::{open, survey};
+use state::Shared;
+
+/// How often the repository is surveyed between jobs (RPO ages are computed at every scrape).
+const SURVEY_EVERY: Duration = Duration::from_secs(60);
+
+pub struct DaemonRequest {
+    /// The plan file.
+    pub plan_path: PathBuf,
+    /// The lifeline executable the jobs run as.
+    pub exe: PathBuf,
+    /// `--pg-bin`, handed to the jobs.
+    pub pg_bin: Option<PathBuf>,
+}
+
+enum Message {
+    Signal(i32),
+    Finished {
+        source: String,
+        job: JobKind,
+        report: Box<JobReport>,
+    },
+    Surveyed(Box<survey::Survey>),
+}
+
+struct Running {
+    pid: u32,
+    started: Instant,
+}
+
+/// Read, parse and check a plan; every problem is in the error.
+pub fn load_checked(path: &Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read plan file {}", path.display()))?;
+    let plan = Plan::parse(path, &text)?;
+    let problems = plan::check(&plan, path, &text);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        bail!(
+            "the plan has {} problem(s):\n  {}",
+            list.len(),
+            list.join("\n  ")
+        );
+    }
+    Ok(plan)
+}
+
+/// The newest snapshot of each (source, job) in the repository: when that job last succeeded.
+fn last_success(repo: &Repository) -> anyhow::Result<BTreeMap<(String, JobKind), DateTime<Utc>>> {
+    let mut out = BTreeMap::new();
+    for (_, s) in repo.load_snapshots()?.items {
+        let Some(source) = s.tags.get(crate::job::SOURCE_TAG) else {
+            continue;
+        };
+        let job = match s.source.get("backup_type").map(String::as_str) {
+            Some("incremental") => JobKind::Incremental,
+            Some("full") => JobKind::Full,
+            _ => JobKind::Backup,
+        };
+        let t = s.timestamp().with_timezone(&Utc);
+        let e = out.entry((source.clone(), job)).or_insert(t);
+        *e = (*e).max(t);
+    }
+    Ok(out)
+}
+
+struct Daemon {
+    request: DaemonRequest,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Message>,
+    /// When each (source, job) is next due.
+    due: BTreeMap<(String, JobKind), DateTime<Utc>>,
+    /// Consecutive failures per (source, job), for the retry delay.
+    failures: BTreeMap<(String, JobKind), u32>,
+    running: BTreeMap<String, Running>,
+    repo: Arc<Repository>,
+    copies: Arc<Vec<(String, Repository)>>,
+    surveying: bool,
+    last_survey: Instant,
+}
+
+pub fn run(request: DaemonRequest) -> anyhow::Result<()> {
+    let plan = load_checked(&request.plan_path)?;
+    let repo = Arc::new(open::open(&plan.repository)?);
+    let copies = Arc::new(open_copies(&plan));
+    let metrics = Metrics::new();
+    metrics.declare(&plan);
+    let shared = Arc::new(Shared::new(plan, metrics, &request.plan_path));
+    let (tx, rx) = mpsc::channel();
+    let listen = shared.plan().metrics.listen.clone();
+    if let Some(addr) = listen {
+        server::spawn(&addr, Arc::clone(&shared))?;
+        tracing::info!("serving /metrics, / and /api/status on http://{addr}");
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install signal handlers")?;
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for s in signals.forever() {
+                if tx.send(Message::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut daemon = Daemon {
+        request,
+        shared,
+        tx,
+        due: BTreeMap::new(),
+        failures: BTreeMap::new(),
+        running: BTreeMap::new(),
+        repo,
+        copies,
+        surveying: false,
+        last_survey: Instant::now(),
+    };
+    daemon.schedule_all(true)?;
+    daemon.start_survey();
+    daemon.main_loop(&rx)
+}
+
+fn open_copies(plan: &Plan) -> Vec<(String, Repository)> {
+    plan.copies
+        .iter()
+        .filter_map(|c| {
+            let url = c.url.clone().unwrap_or_default();
+            match open::open(c) {
+                Ok(r) => Some((url, r)),
+                Err(e) => {
+                    tracing::warn!("copy target {url} cannot be opened for metrics: {e:#}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+impl Daemon {
+    /// Set every (source, job)'s next time. At start, a slot missed since the job last succeeded
+    /// (or a job that never ran) is due now, once.
+    fn schedule_all(&mut self, at_start: bool) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let last = if at_start {
+            last_success(&self.repo)?
+        } else {
+            BTreeMap::new()
+        };
+        let plan = self.shared.plan();
+        let mut due = BTreeMap::new();
+        for source in &plan.sources {
+            for js in plan.schedules(source).map_err(anyhow::Error::msg)? {
+                let key = (source.name.clone(), js.job);
+                let next = js.schedule.next_after(now);
+                let when = if at_start {
+                    match last.get(&key) {
+                        Some(t) if js.schedule.next_after(*t).is_some_and(|n| n > now) => next,
+                        _ => {
+                            tracing::info!(source = %source.name, job = js.job.as_str(), "missed while the daemon was down (or never ran): runs now, once");
+                            Some(now)
+                        }
+                    }
+                } else {
+                    // A reload keeps what is already due.
+                    self.due.get(&key).copied().filter(|d| *d <= now).or(next)
+                };
+                if let Some(when) = when {
+                    let e = due.entry(key).or_insert(when);
+                    *e = (*e).min(when);
+                }
+            }
+        }
+        self.due = due;
+        self.publish_next_runs();
+        Ok(())
+    }
+
+    fn publish_next_runs(&self) {
+        let mut next: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for ((source, _), when) in &self.due {
+            let e = next.entry(source.clone()).or_insert(*when);
+            *e = (*e).min(*when);
+        }
+        self.shared.set_next_runs(next);
+    }
+
+    fn main_loop(&mut self, rx: &mpsc::Receiver<Message>) -> anyhow::Result<()> {
+        loop {
+            self.start_due_jobs();
+            self.kill_overdue_jobs();
+            if self.last_survey.elapsed() >= SURVEY_EVERY {
+                self.start_survey();
+            }
+            let wait = self.wait_time();
+            match rx.recv_timeout(wait) {
+                Ok(Message::Signal(SIGHUP)) => self.reload(),
+                Ok(Message::Signal(_)) => return self.stop(rx),
+                Ok(Message::Finished {
+                    source,
+                    job,
+                    report,
+                }) => self.finished(source, job, *report),
+                Ok(Message::Surveyed(s)) => {
+                    self.surveying = false;
+                    self.shared.set_survey(*s);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => bail!("daemon channel closed"),
+            }
+        }
+    }
+
+    /// Until the earliest due job (when it could start), the next survey, or a running job's
+    /// timeout check; never busy.
+    fn wait_time(&self) -> Duration {
+        let now = Utc::now();
+        let mut wait = SURVEY_EVERY.saturating_sub(self.last_survey.elapsed());
+        let capacity = self.running.len() < self.shared.plan().daemon.max_concurrent_jobs;
+        for ((source, _), when) in &self.due {
+            if capacity && !self.running.contains_key(source) {
+                let d = (*when - now).to_std().unwrap_or(Duration::ZERO);
+                wait = wait.min(d);
+            }
+        }
+        if !self.running.is_empty() {
+            wait = wait.min(Duration::from_secs(5));
+        }
+        wait.max(Duration::from_millis(20))
+    }
+
+    fn start_due_jobs(&mut self) {
+        let now = Utc::now();
+        let max = self.shared.plan().daemon.max_concurrent_jobs;
+        let mut ready: Vec<((String, JobKind), DateTime<Utc>)> = self
+            .due
+            .iter()
+            .filter(|(_, when)| **when <= now)
+            .map(|(k, w)| (k.clone(), *w))
+            .collect();
+        ready.sort_by_key(|(_, w)| *w);
+        for ((source, job), _) in ready {
+            if self.running.len() >= max || self.running.contains_key(&source) {
+                continue;
+            }
+            // A full and an incremental due together: the full one serves both.
+            if job == JobKind::Incremental
+                && self
+                    .due
+                    .get(&(source.clone(), JobKind::Full))
+                    .is_some_and(|w| *w <= now)
+            {
+                self.advance(&source, job, now);
+                continue;
+            }
+            match self.spawn(&source, job) {
+                Ok(pid) => {
+                    self.running.insert(
+                        source.clone(),
+                        Running {
+                            pid,
+                            started: Instant::now(),
+                        },
+                    );
+                    self.shared.set_running(&source, true);
+                }
+                Err(e) => {
+                    tracing::error!(source = %source, "cannot start the job: {e:#}");
+                }
+            }
+            self.advance(&source, job, now);
+        }
+        self.publish_next_runs();
+    }
+
+    /// The next slot after `now` of this (source, job).
+    fn advance(&mut self, source: &str, job: JobKind, now: DateTime<Utc>) {
+        let plan = self.shared.plan();
+        let next = plan
+            .source(source)
+            .and_then(|s| plan.schedules(s).ok())
+            .into_iter()
+            .flatten()
+            .filter(|js| js.job == job)
+            .filter_map(|js| js.schedule.next_after(now))
+            .min();
+        let key = (source.to_string(), job);
+        match next {
+            Some(n) => {
+                self.due.insert(key, n);
+            }
+            None => {
+                self.due.remove(&key);
+            }
+        }
+    }
+
+    fn spawn(&self, source: &str, job: JobKind) -> anyhow::Result<u32> {
+        let mut cmd = Command::new(&self.request.exe);
+        cmd.arg("--config")
+            .arg(&self.request.plan_path)
+            .args(["run", source, "--job", job.as_str(), "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(bin) = &self.request.pg_bin {
+            cmd.arg("--pg-bin").arg(bin);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.request.exe.display()))?;
+        let pid = child.id();
+        tracing::info!(source, job = job.as_str(), pid, "job started");
+        let tx = self.tx.clone();
+        let source = source.to_string();
+        let plan = self.shared.plan();
+        std::thread::spawn(move || {
+            let started = Utc::now();
+            let report = match child.wait_with_output() {
+                Ok(out) => serde_json::from_slice::<JobReport>(&out.stdout).unwrap_or_else(|_| {
+                    ended_without_report(&plan, &source, job, started, &out.status.to_string())
+                }),
+                Err(e) => ended_without_report(&plan, &source, job, started, &e.to_string()),
+            };
+            let _ = tx.send(Message::Finished {
+                source,
+                job,
+                report: Box::new(report),
+            });
+        });
+        Ok(pid)
+    }
+
+    fn kill_overdue_jobs(&self) {
+        let limit = self.shared.plan().daemon.job_timeout;
+        for (source, r) in &self.running {
+            if r.started.elapsed() > limit {
+                tracing::error!(source = %source, "job ran longer than job_timeout ({}s): killed", limit.as_secs());
+                kill(r.pid);
+            }
+        }
+    }
+
+    fn finished(&mut self, source: String, job: JobKind, report: JobReport) {
+        self.running.remove(&source);
+        self.shared.set_running(&source, false);
+        let key = (source.clone(), job);
+        let plan = self.shared.plan();
+        let was_failing = self.shared.is_failing(&source);
+        match report.outcome {
+            Outcome::Failure => {
+                let n = self.failures.entry(key.clone()).or_insert(0);
+                *n += 1;
+                let msg = report.message.clone().unwrap_or_default();
+                tracing::error!(source = %source, job = job.as_str(), attempt = *n, "job failed: {msg}");
+                if *n <= plan.daemon.retries {
+                    let delay = plan.daemon.retry_delay * 2u32.saturating_pow(*n - 1);
+                    let retry = Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                    let e = self.due.entry(key).or_insert(retry);
+                    *e = (*e).min(retry);
+                    tracing::info!(source = %source, "retry {} of {} in {}s", *n, plan.daemon.retries, delay.as_secs());
+                }
+                if !was_failing {
+                    self.notify(EventKind::Failure, &report);
+                }
+            }
+            Outcome::Success | Outcome::Partial => {
+                self.failures.remove(&key);
+                tracing::info!(source = %source, job = job.as_str(), snapshot = report.snapshot.as_deref().unwrap_or(""), seconds = report.duration_seconds, "job finished");
+                if was_failing {
+                    self.notify(EventKind::Recovery, &report);
+                }
+            }
+        }
+        self.shared.record(report);
+        self.publish_next_runs();
+        self.start_survey();
+    }
+
+    /// Deliveries run on their own thread: a slow webhook never delays a job.
+    fn notify(&self, kind: EventKind, report: &JobReport) {
+        let targets = self.shared.plan().notify.clone();
+        if targets.is_empty() {
+            return;
+        }
+        let report = report.clone();
+        std::thread::spawn(move || {
+            let host = lifeline_repo::hostname();
+            notify::deliver(
+                &targets,
+                &Event {
+                    kind,
+                    report: &report,
+                    host: &host,
+                },
+            );
+        });
+    }
+
+    fn start_survey(&mut self) {
+        self.last_survey = Instant::now();
+        if self.surveying {
+            return;
+        }
+        self.surveying = true;
+        let (tx, plan, repo, copies) = (
+            self.tx.clone(),
+            self.shared.plan(),
+            Arc::clone(&self.repo),
+            Arc::clone(&self.copies),
+        );
+        std::thread::spawn(move || {
+            let s = survey::survey(&plan, &repo, &copies).unwrap_or_else(|e| {
+                tracing::warn!("repository survey failed: {e:#}");
+                survey::Survey::default()
+            });
+            let _ = tx.send(Message::Surveyed(Box::new(s)));
+        });
+    }
+
+    fn reload(&mut self) {
+        match load_checked(&self.request.plan_path) {
+            Ok(plan) => {
+                let old = self.shared.plan();
+                if plan.metrics.listen != old.metrics.listen {
+                    tracing::warn!(
+                        "[metrics] listen changed: the new address takes effect after a restart"
+                    );
+                }
+                if plan.repository.url != old.repository.url {
+                    match open::open(&plan.repository) {
+                        Ok(r) => self.repo = Arc::new(r),
+                        Err(e) => {
+                            tracing::error!("plan reload refused: the new repository cannot be opened: {e:#}; the old plan keeps running");
+                            return;
+                        }
+                    }
+                }
+                self.copies = Arc::new(open_copies(&plan));
+                self.shared.replace_plan(plan);
+                if let Err(e) = self.schedule_all(false) {
+                    tracing::error!("rescheduling after reload: {e:#}");
+                }
+                tracing::info!("plan reloaded from {}", self.request.plan_path.display());
+            }
+            Err(e) => {
+                self.shared.reload_refused(format!("{e:#}"));
+                tracing::error!("plan reload refused, the old plan keeps running: {e:#}");
+            }
+        }
+    }
+
+    /// SIGTERM: no new jobs; running ones get `stop_timeout` to finish, then are killed.
+    fn stop(&mut self, rx: &mpsc::Receiver<Message>) -> anyhow::Result<()> {
+        let timeout = self.shared.plan().daemon.stop_timeout;
+        if !self.running.is_empty() {
+            tracing::info!(
+                "stopping: waiting up to {}s for {} running job(s)",
+                timeout.as_secs(),
+                self.running.len()
+            );
+        }
+        let deadline = Instant::now() + timeout;
+        while !self.running.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                for (source, r) in &self.running {
+                    tracing::warn!(source = %source, "abandoned at shutdown: the repository keeps what it had before this job");
+                    kill(r.pid);
+                }
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(Message::Finished {
+                    source,
+                    job,
+                    report,
+                }) => self.finished(source, job, *report),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn kill(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn ended_without_report(
+    plan: &Plan,
+    source: &str,
+    job: JobKind,
+    started: DateTime<Utc>,
+    status: &str,
+) -> JobReport {
+    let labels = crate::metrics::labels_of(plan, source);
+    let now = Utc::now();
+    JobReport {
+        source: source.into(),
+        kind: labels.kind,
+        class: labels.class,
+        tier: labels.tier,
+        job: job.as_str().into(),
+        started: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finished: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        duration_seconds: (now - started).num_milliseconds() as f64 / 1000.0,
+        outcome: Outcome::Failure,
+        message: Some(format!(
+            "the job ended without a report ({status}); see the daemon's log"
+        )),
+        snapshot: None,
+        bytes: 0,
+        bytes_added: 0,
+        copies: Vec::new(),
+        forgotten: 0,
+        verified: None,
+    }
+}
