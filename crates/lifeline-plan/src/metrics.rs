@@ -21,6 +21,8 @@ use crate::survey::Survey;
 
 type GaugeF = Gauge<f64, AtomicU64>;
 type CounterF = Counter<f64, AtomicU64>;
+/// A source's newest recovery point and newest archived WAL.
+type Points = BTreeMap<SourceLabels, (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct SourceLabels {
@@ -81,7 +83,7 @@ pub struct Metrics {
     seed_duration: Family<DatabaseLabels, GaugeF>,
     seed_failures: Family<DatabaseLabels, CounterF>,
     /// Source → newest recovery point and newest archived WAL, turned into ages when scraped.
-    points: Mutex<BTreeMap<SourceLabels, (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>>,
+    points: Mutex<Points>,
 }
 
 fn seconds(t: DateTime<Utc>) -> f64 {

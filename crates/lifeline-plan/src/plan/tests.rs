@@ -118,7 +118,7 @@ fn shape_errors_carry_the_parsers_line() {
     let err = Plan::parse(Path::new("plan.toml"), &text).expect_err("unknown table");
     let msg = err.to_string();
     assert!(
-        msg.contains("plan.toml") && msg.contains("line 31") && msg.contains("metrix"),
+        msg.contains("plan.toml") && msg.contains("line 27") && msg.contains("metrix"),
         "{msg}"
     );
 }
