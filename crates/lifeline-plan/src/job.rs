@@ -73,9 +73,7 @@ pub fn run(
             .capture(&repo, &writer, progress)
             .with_context(|| format!("backup of source {}", source.name))?;
         let mut snapshot = captured.snapshot;
-        snapshot
-            .tags
-            .insert(SOURCE_TAG.into(), source.name.clone());
+        snapshot.tags.insert(SOURCE_TAG.into(), source.name.clone());
         for (k, v) in &source.tags {
             snapshot.tags.insert(k.clone(), v.clone());
         }

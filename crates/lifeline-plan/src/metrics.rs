@@ -116,26 +116,102 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("lifeline_last_success_timestamp_seconds", "Unix time the newest successful job of the source finished", m.last_success.clone());
-        r.register("lifeline_last_attempt_timestamp_seconds", "Unix time the newest job of the source started", m.last_attempt.clone());
-        r.register("lifeline_last_duration_seconds", "How long the newest job took", m.last_duration.clone());
-        r.register("lifeline_last_size_bytes", "Bytes the newest snapshot holds", m.last_size.clone());
-        r.register("lifeline_last_added_bytes", "Bytes the newest snapshot added to the repository", m.last_added.clone());
-        r.register("lifeline_runs", "Jobs run, by result (success, partial, failure)", m.runs.clone());
+        r.register(
+            "lifeline_last_success_timestamp_seconds",
+            "Unix time the newest successful job of the source finished",
+            m.last_success.clone(),
+        );
+        r.register(
+            "lifeline_last_attempt_timestamp_seconds",
+            "Unix time the newest job of the source started",
+            m.last_attempt.clone(),
+        );
+        r.register(
+            "lifeline_last_duration_seconds",
+            "How long the newest job took",
+            m.last_duration.clone(),
+        );
+        r.register(
+            "lifeline_last_size_bytes",
+            "Bytes the newest snapshot holds",
+            m.last_size.clone(),
+        );
+        r.register(
+            "lifeline_last_added_bytes",
+            "Bytes the newest snapshot added to the repository",
+            m.last_added.clone(),
+        );
+        r.register(
+            "lifeline_runs",
+            "Jobs run, by result (success, partial, failure)",
+            m.runs.clone(),
+        );
         r.register("lifeline_failures", "Jobs that failed", m.failures.clone());
-        r.register("lifeline_rpo_seconds", "Age of the newest recovery point (PostgreSQL: the newest archived WAL)", m.rpo.clone());
-        r.register("lifeline_rpo_target_seconds", "The tier's recovery point objective", m.rpo_target.clone());
-        r.register("lifeline_rto_target_seconds", "The tier's recovery time objective", m.rto_target.clone());
-        r.register("lifeline_copy_lag_seconds", "How far the copy target's newest snapshot of the source is behind the primary's", m.copy_lag.clone());
-        r.register("lifeline_wal_archive_lag_seconds", "Age of the newest archived WAL segment", m.wal_lag.clone());
-        r.register("lifeline_last_verified_timestamp_seconds", "Unix time the source's data was last read back and verified", m.verified.clone());
-        r.register("lifeline_last_verified_restore_timestamp_seconds", "Unix time of the source's last successful restore drill", m.verified_restore.clone());
-        r.register("lifeline_job_running", "1 while a job of the source runs", m.running.clone());
-        r.register("lifeline_repository_size_bytes", "Bytes the repository stores", m.repository_size.clone());
-        r.register("backup_completion_time", "Unix time of the last completed backup (legacy name)", m.seed_completion.clone());
-        r.register("backup_size_bytes", "Bytes of the last backup (legacy name)", m.seed_size.clone());
-        r.register("backup_duration_seconds", "Duration of the last backup (legacy name)", m.seed_duration.clone());
-        r.register("backup_failures", "Failed backups (legacy name)", m.seed_failures.clone());
+        r.register(
+            "lifeline_rpo_seconds",
+            "Age of the newest recovery point (PostgreSQL: the newest archived WAL)",
+            m.rpo.clone(),
+        );
+        r.register(
+            "lifeline_rpo_target_seconds",
+            "The tier's recovery point objective",
+            m.rpo_target.clone(),
+        );
+        r.register(
+            "lifeline_rto_target_seconds",
+            "The tier's recovery time objective",
+            m.rto_target.clone(),
+        );
+        r.register(
+            "lifeline_copy_lag_seconds",
+            "How far the copy target's newest snapshot of the source is behind the primary's",
+            m.copy_lag.clone(),
+        );
+        r.register(
+            "lifeline_wal_archive_lag_seconds",
+            "Age of the newest archived WAL segment",
+            m.wal_lag.clone(),
+        );
+        r.register(
+            "lifeline_last_verified_timestamp_seconds",
+            "Unix time the source's data was last read back and verified",
+            m.verified.clone(),
+        );
+        r.register(
+            "lifeline_last_verified_restore_timestamp_seconds",
+            "Unix time of the source's last successful restore drill",
+            m.verified_restore.clone(),
+        );
+        r.register(
+            "lifeline_job_running",
+            "1 while a job of the source runs",
+            m.running.clone(),
+        );
+        r.register(
+            "lifeline_repository_size_bytes",
+            "Bytes the repository stores",
+            m.repository_size.clone(),
+        );
+        r.register(
+            "backup_completion_time",
+            "Unix time of the last completed backup (legacy name)",
+            m.seed_completion.clone(),
+        );
+        r.register(
+            "backup_size_bytes",
+            "Bytes of the last backup (legacy name)",
+            m.seed_size.clone(),
+        );
+        r.register(
+            "backup_duration_seconds",
+            "Duration of the last backup (legacy name)",
+            m.seed_duration.clone(),
+        );
+        r.register(
+            "backup_failures",
+            "Failed backups (legacy name)",
+            m.seed_failures.clone(),
+        );
         m.registry = registry;
         m
     }
@@ -145,8 +221,12 @@ impl Metrics {
         for source in &plan.sources {
             let labels = labels_of(plan, &source.name);
             if let Some((_, Some(tier))) = plan.class_of(source) {
-                self.rpo_target.get_or_create(&labels).set(tier.rpo.as_secs_f64());
-                self.rto_target.get_or_create(&labels).set(tier.rto.as_secs_f64());
+                self.rpo_target
+                    .get_or_create(&labels)
+                    .set(tier.rpo.as_secs_f64());
+                self.rto_target
+                    .get_or_create(&labels)
+                    .set(tier.rto.as_secs_f64());
             }
             self.running.get_or_create(&labels).set(0.0);
             // Zero, not absent, before the first failure: `increase()` needs the series to exist.
@@ -171,11 +251,14 @@ impl Metrics {
             database: report.source.clone(),
         };
         let started = DateTime::parse_from_rfc3339(&report.started).map(|t| t.with_timezone(&Utc));
-        let finished = DateTime::parse_from_rfc3339(&report.finished).map(|t| t.with_timezone(&Utc));
+        let finished =
+            DateTime::parse_from_rfc3339(&report.finished).map(|t| t.with_timezone(&Utc));
         if let Ok(t) = started {
             self.last_attempt.get_or_create(&labels).set(seconds(t));
         }
-        self.last_duration.get_or_create(&labels).set(report.duration_seconds);
+        self.last_duration
+            .get_or_create(&labels)
+            .set(report.duration_seconds);
         let result = match report.outcome {
             Outcome::Success => "success",
             Outcome::Partial => "partial",
@@ -202,10 +285,16 @@ impl Metrics {
                 self.verified.get_or_create(&labels).set(seconds(t));
             }
         }
-        self.last_size.get_or_create(&labels).set(report.bytes as f64);
-        self.last_added.get_or_create(&labels).set(report.bytes_added as f64);
+        self.last_size
+            .get_or_create(&labels)
+            .set(report.bytes as f64);
+        self.last_added
+            .get_or_create(&labels)
+            .set(report.bytes_added as f64);
         self.seed_size.get_or_create(&db).set(report.bytes as f64);
-        self.seed_duration.get_or_create(&db).set(report.duration_seconds);
+        self.seed_duration
+            .get_or_create(&db)
+            .set(report.duration_seconds);
     }
 
     pub fn survey(&self, plan: &Plan, survey: &Survey) {
@@ -284,7 +373,9 @@ impl Metrics {
                 }
             } else if series.starts_with("lifeline_failures_total{") {
                 if let Some(source) = label("source") {
-                    self.failures.get_or_create(&labels_of(plan, &source)).inc_by(value);
+                    self.failures
+                        .get_or_create(&labels_of(plan, &source))
+                        .inc_by(value);
                 }
             } else if series.starts_with("backup_failures_total{") {
                 if let Some(database) = label("database") {

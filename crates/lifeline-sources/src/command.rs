@@ -92,11 +92,16 @@ pub fn capture(
     let timed_out = Arc::new(AtomicBool::new(false));
     let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let watchdog = request.timeout.map(|limit| {
-        let (child, timed_out, done) = (Arc::clone(&child), Arc::clone(&timed_out), Arc::clone(&done));
+        let (child, timed_out, done) = (
+            Arc::clone(&child),
+            Arc::clone(&timed_out),
+            Arc::clone(&done),
+        );
         std::thread::spawn(move || {
             let (lock, cvar) = &*done;
             let Ok(guard) = lock.lock() else { return };
-            let Ok((finished, _)) = cvar.wait_timeout_while(guard, limit, |finished| !*finished) else {
+            let Ok((finished, _)) = cvar.wait_timeout_while(guard, limit, |finished| !*finished)
+            else {
                 return;
             };
             if !*finished {
@@ -108,10 +113,13 @@ pub fn capture(
         })
     });
     let stored = stdin::backup(writer, request.filename, stdout, progress);
-    let status = child.lock().map_err(|_| Error::Spawn {
-        command: command.clone(),
-        source: std::io::Error::other("command state poisoned"),
-    })?.wait();
+    let status = child
+        .lock()
+        .map_err(|_| Error::Spawn {
+            command: command.clone(),
+            source: std::io::Error::other("command state poisoned"),
+        })?
+        .wait();
     {
         let (lock, cvar) = &*done;
         if let Ok(mut finished) = lock.lock() {

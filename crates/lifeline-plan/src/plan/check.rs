@@ -143,7 +143,11 @@ pub fn check(plan: &Plan, path: &Path, text: &str) -> Vec<Problem> {
     }
     for (i, notify) in plan.notify.iter().enumerate() {
         if let Err(e) = notify.check() {
-            c.add(&[Seg::Key("notify"), Seg::Index(i)], e, "see [[notify]] in docs/plan.md");
+            c.add(
+                &[Seg::Key("notify"), Seg::Index(i)],
+                e,
+                "see [[notify]] in docs/plan.md",
+            );
         }
     }
     sources(plan, &mut c);
@@ -176,7 +180,10 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
         if !plan.classes.contains_key(&source.class) {
             c.add(
                 &at("class"),
-                format!("source {name:?} names class {:?}, which the plan does not define", source.class),
+                format!(
+                    "source {name:?} names class {:?}, which the plan does not define",
+                    source.class
+                ),
                 format!(
                     "add [classes.{}] with a tier and retention, or use one of: {}",
                     source.class,
@@ -222,33 +229,66 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
         match source.kind {
             SourceKind::Files => {
                 if source.paths.is_empty() {
-                    c.add(&at("paths"), format!("files source {name:?} has no paths"), "add `paths = [\"/srv/uploads\"]`");
+                    c.add(
+                        &at("paths"),
+                        format!("files source {name:?} has no paths"),
+                        "add `paths = [\"/srv/uploads\"]`",
+                    );
                 }
                 for p in &source.paths {
                     if !p.is_absolute() {
-                        c.add(&at("paths"), format!("path {} of source {name:?} is relative", p.display()), "give absolute paths: jobs do not run in a fixed directory");
+                        c.add(
+                            &at("paths"),
+                            format!("path {} of source {name:?} is relative", p.display()),
+                            "give absolute paths: jobs do not run in a fixed directory",
+                        );
                     }
                 }
                 if let Err(e) = source.exclude.exclusions() {
-                    c.add(&at("exclude"), format!("source {name:?}: {e:#}"), "correct the pattern or the exclude file");
+                    c.add(
+                        &at("exclude"),
+                        format!("source {name:?}: {e:#}"),
+                        "correct the pattern or the exclude file",
+                    );
                 }
             }
             SourceKind::Postgres | SourceKind::PostgresDump => {
                 if source.db.is_none() {
-                    c.add(&at("db"), format!("source {name:?} has no db"), "add `db = \"postgresql://backup@host:5432/postgres\"`");
+                    c.add(
+                        &at("db"),
+                        format!("source {name:?} has no db"),
+                        "add `db = \"postgresql://backup@host:5432/postgres\"`",
+                    );
                 }
             }
             SourceKind::Command => {
-                if source.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                if source
+                    .command
+                    .as_deref()
+                    .is_none_or(|c| c.trim().is_empty())
+                {
                     c.add(&at("command"), format!("command source {name:?} has no command"), "add `command = \"terraform state pull\"`: its standard output is the backup");
                 }
             }
         }
-        if source.kind == SourceKind::Postgres && source.schedule.is_some() && source.base_backup.is_some() {
-            c.add(&at("schedule"), format!("source {name:?} has both schedule and base_backup"), "use base_backup = { full = \"0 2 * * *\", incremental = \"0 * * * *\" } alone");
+        if source.kind == SourceKind::Postgres
+            && source.schedule.is_some()
+            && source.base_backup.is_some()
+        {
+            c.add(
+                &at("schedule"),
+                format!("source {name:?} has both schedule and base_backup"),
+                "use base_backup = { full = \"0 2 * * *\", incremental = \"0 * * * *\" } alone",
+            );
         }
         if let Err(e) = plan.schedules(source) {
-            let key = if source.base_backup.is_some() && source.schedule.is_none() { "base_backup" } else if source.timezone.is_some() && e.contains("time zone") { "timezone" } else { "schedule" };
+            let key = if source.base_backup.is_some() && source.schedule.is_none() {
+                "base_backup"
+            } else if source.timezone.is_some() && e.contains("time zone") {
+                "timezone"
+            } else {
+                "schedule"
+            };
             c.add(&at(key), format!("source {name:?}: {e}"), "five fields (minute hour day month weekday) or six with seconds first; see docs/plan.md");
         }
     }

@@ -49,7 +49,10 @@ fn the_example_plan_reads_and_only_its_missing_password_file_is_a_problem() {
     let plan = Plan::parse(Path::new("plan.toml"), EXAMPLE).expect("parses");
     assert_eq!(plan.sources.len(), 2);
     assert_eq!(plan.sources[0].kind, SourceKind::Files);
-    assert_eq!(plan.sources[1].command.as_deref(), Some("terraform state pull"));
+    assert_eq!(
+        plan.sources[1].command.as_deref(),
+        Some("terraform state pull")
+    );
     let tier = &plan.tiers["tier3"];
     assert_eq!((tier.rto.as_secs(), tier.rpo.as_secs()), (4 * 3600, 3600));
     let retention = plan.classes["documents"].retention.as_ref().expect("set");
@@ -57,7 +60,12 @@ fn the_example_plan_reads_and_only_its_missing_password_file_is_a_problem() {
     let p = problems(EXAMPLE);
     // This machine has no /etc/lifeline/password; nothing else is wrong.
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].starts_with("plan.toml:3: [repository]: key source /etc/lifeline/password does not exist"), "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "plan.toml:3: [repository]: key source /etc/lifeline/password does not exist"
+        ),
+        "{p:?}"
+    );
     let view = show(&plan, chrono::Utc::now());
     assert_eq!(view.sources[1].schedules[0].next.len(), 3);
     assert_eq!(view.sources[0].tier, "tier3");
@@ -70,16 +78,37 @@ fn the_example_plan_reads_and_only_its_missing_password_file_is_a_problem() {
 #[test]
 fn unknown_names_keys_and_bad_schedules_are_named_with_their_lines() {
     let text = EXAMPLE
-        .replace("class = \"documents\"\ncommand", "class = \"secrets\"\ncommand")
-        .replace("paths = [\"/srv/uploads\"]", "paths = [\"/srv/uploads\"]\npathz = [\"/x\"]\ncommand = \"ls\"")
+        .replace(
+            "class = \"documents\"\ncommand",
+            "class = \"secrets\"\ncommand",
+        )
+        .replace(
+            "paths = [\"/srv/uploads\"]",
+            "paths = [\"/srv/uploads\"]\npathz = [\"/x\"]\ncommand = \"ls\"",
+        )
         .replace("0 2 * * *", "0 2 * *")
         .replace("tier = \"tier3\"", "tier = \"tier9\"");
     let p = problems(&text).join("\n");
-    assert!(p.contains("plan.toml:10: class \"documents\" names tier \"tier9\""), "{p}");
-    assert!(p.contains("plan.toml:19: source \"docs\" has an unknown key \"pathz\""), "{p}");
-    assert!(p.contains("plan.toml:20: source \"docs\" is kind files, which has no \"command\""), "{p}");
-    assert!(p.contains("plan.toml:26: source \"tfstate\" names class \"secrets\""), "{p}");
-    assert!(p.contains("plan.toml:28: source \"tfstate\": \"0 2 * *\" has 4 field(s)"), "{p}");
+    assert!(
+        p.contains("plan.toml:10: class \"documents\" names tier \"tier9\""),
+        "{p}"
+    );
+    assert!(
+        p.contains("plan.toml:19: source \"docs\" has an unknown key \"pathz\""),
+        "{p}"
+    );
+    assert!(
+        p.contains("plan.toml:20: source \"docs\" is kind files, which has no \"command\""),
+        "{p}"
+    );
+    assert!(
+        p.contains("plan.toml:26: source \"tfstate\" names class \"secrets\""),
+        "{p}"
+    );
+    assert!(
+        p.contains("plan.toml:28: source \"tfstate\": \"0 2 * *\" has 4 field(s)"),
+        "{p}"
+    );
     assert!(p.contains("fix: add [classes.secrets]"), "{p}");
 }
 
@@ -88,7 +117,10 @@ fn shape_errors_carry_the_parsers_line() {
     let text = EXAMPLE.replace("[metrics]", "[metrix]");
     let err = Plan::parse(Path::new("plan.toml"), &text).expect_err("unknown table");
     let msg = err.to_string();
-    assert!(msg.contains("plan.toml") && msg.contains("line 31") && msg.contains("metrix"), "{msg}");
+    assert!(
+        msg.contains("plan.toml") && msg.contains("line 31") && msg.contains("metrix"),
+        "{msg}"
+    );
 }
 
 #[test]
