@@ -21,7 +21,9 @@ impl Planned {
         let data = repo.sandbox.mkdir("data");
         let sources = sources.replace("{DATA}", data.to_str().unwrap());
         let copy = repo.join("copy");
-        let copy_password = repo.sandbox.write("copy-password", "another password entirely");
+        let copy_password = repo
+            .sandbox
+            .write("copy-password", "another password entirely");
         run(
             repo.sandbox
                 .lifeline()
@@ -100,12 +102,16 @@ schedule = "0 2 * *"
     let err = out.stderr_str();
     let plan = p.plan.display().to_string();
     assert!(
-        err.contains(&format!("{plan}:20: source \"docs\" names class \"documentz\"")),
+        err.contains(&format!(
+            "{plan}:20: source \"docs\" names class \"documentz\""
+        )),
         "{err}"
     );
     assert!(err.contains("fix: add [classes.documentz]"), "{err}");
     assert!(
-        err.contains(&format!("{plan}:22: source \"docs\": \"0 2 * *\" has 4 field(s)")),
+        err.contains(&format!(
+            "{plan}:22: source \"docs\": \"0 2 * *\" has 4 field(s)"
+        )),
         "{err}"
     );
     let json = p.lifeline(["plan", "check", "--json"]);
@@ -130,18 +136,33 @@ schedule = "0 2 * * *"
 "#,
         "retention = { last = 2 }",
     );
-    let show = p.lifeline(["plan", "show", "--json"]).assert_success().json();
+    let show = p
+        .lifeline(["plan", "show", "--json"])
+        .assert_success()
+        .json();
     assert_eq!(show["sources"][0]["tier"], "tier3");
     assert_eq!(show["sources"][0]["rpo_seconds"], 3600);
-    assert_eq!(show["sources"][0]["schedules"][0]["next"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        show["sources"][0]["schedules"][0]["next"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     for _ in 0..3 {
-        let r = p.lifeline(["run", "tfstate", "--json"]).assert_success().json();
+        let r = p
+            .lifeline(["run", "tfstate", "--json"])
+            .assert_success()
+            .json();
         assert_eq!(r["outcome"], "success", "{r}");
         assert_eq!(r["verified"], true);
         assert_eq!(r["copies"][0]["ok"], true, "{r}");
     }
     let copy_password = p.repo.join("copy-password");
-    assert_eq!(p.snapshots_of(&p.repo.path, &p.repo.password_file, "tfstate"), 2);
+    assert_eq!(
+        p.snapshots_of(&p.repo.path, &p.repo.password_file, "tfstate"),
+        2
+    );
     assert_eq!(p.snapshots_of(&p.copy, &copy_password, "tfstate"), 2);
     // The stored bytes are the command's output.
     let dumped = p
@@ -179,12 +200,23 @@ timeout = "1s"
     );
     let out = p.lifeline(["run", "broken"]);
     out.assert_code(EXIT_FATAL);
-    assert!(out.stderr_str().contains("exit status: 4"), "{}", out.describe());
-    assert!(out.stderr_str().contains("state locked"), "{}", out.describe());
+    assert!(
+        out.stderr_str().contains("exit status: 4"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr_str().contains("state locked"),
+        "{}",
+        out.describe()
+    );
     let out = p.lifeline(["run", "silent", "--json"]);
     out.assert_code(EXIT_FATAL);
     assert!(
-        out.json()["message"].as_str().unwrap().contains("printed nothing"),
+        out.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("printed nothing"),
         "{}",
         out.describe()
     );
@@ -194,7 +226,10 @@ timeout = "1s"
     assert!(out.stderr_str().contains("timeout"), "{}", out.describe());
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     for source in ["broken", "silent", "slow"] {
-        assert_eq!(p.snapshots_of(&p.repo.path, &p.repo.password_file, source), 0);
+        assert_eq!(
+            p.snapshots_of(&p.repo.path, &p.repo.password_file, source),
+            0
+        );
     }
 }
 
@@ -220,7 +255,8 @@ command = "exit 2"
     let metrics = p.repo.join("lifeline.prom");
     let m = metrics.to_str().unwrap();
     for _ in 0..2 {
-        p.lifeline(["run", "--all", "--metrics-file", m]).assert_code(EXIT_FATAL);
+        p.lifeline(["run", "--all", "--metrics-file", m])
+            .assert_code(EXIT_FATAL);
     }
     let text = std::fs::read_to_string(&metrics).unwrap();
     let value = |series: &str| -> f64 {

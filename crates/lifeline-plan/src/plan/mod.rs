@@ -116,7 +116,7 @@ impl SourceKind {
     }
 
     /// The keys a source of this kind may set besides the common ones.
-    fn own_keys(self) -> &'static [&'static str] {
+    pub fn own_keys(self) -> &'static [&'static str] {
         match self {
             SourceKind::Files => &[
                 "paths",

@@ -94,19 +94,19 @@ fn unknown_names_keys_and_bad_schedules_are_named_with_their_lines() {
         "{p}"
     );
     assert!(
-        p.contains("plan.toml:19: source \"docs\" has an unknown key \"pathz\""),
+        p.contains("plan.toml:18: source \"docs\" has an unknown key \"pathz\""),
         "{p}"
     );
     assert!(
-        p.contains("plan.toml:20: source \"docs\" is kind files, which has no \"command\""),
+        p.contains("plan.toml:19: source \"docs\" is kind files, which has no \"command\""),
         "{p}"
     );
     assert!(
-        p.contains("plan.toml:26: source \"tfstate\" names class \"secrets\""),
+        p.contains("plan.toml:25: source \"tfstate\" names class \"secrets\""),
         "{p}"
     );
     assert!(
-        p.contains("plan.toml:28: source \"tfstate\": \"0 2 * *\" has 4 field(s)"),
+        p.contains("plan.toml:27: source \"tfstate\": \"0 2 * *\" has 4 field(s)"),
         "{p}"
     );
     assert!(p.contains("fix: add [classes.secrets]"), "{p}");
