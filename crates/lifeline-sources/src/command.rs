@@ -3,6 +3,7 @@
 //! print something; otherwise the capture fails and no snapshot is saved.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,9 +65,12 @@ pub fn capture(
     progress: &dyn Progress,
 ) -> Result<Snapshot, Error> {
     let command = request.command.to_string();
+    // Its own process group, so a timeout ends the whole pipeline (`sh -c 'a | b'`), not only the
+    // shell while its children keep the output pipe open.
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(request.command)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -106,8 +110,8 @@ pub fn capture(
             };
             if !*finished {
                 timed_out.store(true, Ordering::SeqCst);
-                if let Ok(mut c) = child.lock() {
-                    let _ = c.kill();
+                if let Ok(c) = child.lock() {
+                    kill_group(c.id());
                 }
             }
         })
@@ -153,4 +157,13 @@ pub fn capture(
     snapshot.summary = summary;
     snapshot.source.insert("command".into(), command);
     Ok(snapshot)
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }

@@ -103,14 +103,14 @@ schedule = "0 2 * *"
     let plan = p.plan.display().to_string();
     assert!(
         err.contains(&format!(
-            "{plan}:20: source \"docs\" names class \"documentz\""
+            "{plan}:19: source \"docs\" names class \"documentz\""
         )),
         "{err}"
     );
     assert!(err.contains("fix: add [classes.documentz]"), "{err}");
     assert!(
         err.contains(&format!(
-            "{plan}:22: source \"docs\": \"0 2 * *\" has 4 field(s)"
+            "{plan}:21: source \"docs\": \"0 2 * *\" has 4 field(s)"
         )),
         "{err}"
     );
@@ -119,7 +119,7 @@ schedule = "0 2 * *"
     let v = json.json();
     assert_eq!(v["ok"], false);
     assert_eq!(v["problems"].as_array().unwrap().len(), 2, "{v}");
-    assert_eq!(v["problems"][0]["line"], 20);
+    assert_eq!(v["problems"][0]["line"], 19);
     // `run` refuses a plan with problems before touching anything.
     p.lifeline(["run", "docs"]).assert_code(EXIT_FATAL);
 }

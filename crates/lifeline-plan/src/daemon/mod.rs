@@ -13,6 +13,7 @@ mod server;
 mod state;
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -332,7 +333,9 @@ impl Daemon {
             .args(["run", source, "--job", job.as_str(), "--json"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::inherit())
+            // Its own process group: killing a job also ends the programs it runs (command sources).
+            .process_group(0);
         if let Some(bin) = &self.request.pg_bin {
             cmd.arg("--pg-bin").arg(bin);
         }
@@ -518,7 +521,7 @@ impl Daemon {
 
 fn kill(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(
+        let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
