@@ -2,12 +2,14 @@
 # The daemon's footprint (issue 10 targets: idle CPU < 0.5 %, RSS < 30 MB with ten sources, a metrics
 # scrape < 50 ms). Builds the release binary, starts a daemon with ten files sources scheduled daily
 # (after their first run at start), lets the first jobs finish, then measures for DURATION seconds.
-# Usage: bench/daemon.sh [DURATION]   (default 120)
+# Usage: bench/daemon.sh [DURATION]   (default 120; LIFELINE_BIN=path skips the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-120}
-cargo build --release --locked -p lifeline >/dev/null
-BIN=$PWD/target/release/lifeline
+if [[ -z ${LIFELINE_BIN:-} ]]; then
+	cargo build --release --locked -p lifeline >/dev/null
+fi
+BIN=${LIFELINE_BIN:-$PWD/target/release/lifeline}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lifeline-daemon-bench.XXXXXX")
 trap 'kill "$PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "bench password" >"$WORK/password"
