@@ -15,6 +15,8 @@ pub struct Context {
     pub options: RepositoryOptions,
     pub json: bool,
     pub postgres: PostgresConfig,
+    /// The plan's `[[copies]]`: `copy --to` one of them opens it with its own key and S3 settings.
+    pub copies: Vec<RepositoryOptions>,
     /// The `--config` file, for commands that hand it on (a restore's `restore_command`).
     pub config_path: Option<std::path::PathBuf>,
 }
@@ -33,6 +35,7 @@ impl Context {
             options: cli_options.merged_with(file.repository),
             json,
             postgres: file.postgres,
+            copies: file.copies,
             config_path: config.map(Path::to_path_buf),
         })
     }

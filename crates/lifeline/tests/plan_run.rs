@@ -280,3 +280,29 @@ command = "exit 2"
     assert!(value("backup_completion_time{database=\"docs\"}") > 1.7e9);
     assert!(value("lifeline_repository_size_bytes{repository=") > 0.0);
 }
+
+/// Regression: `copy --to` opened the destination with the source's password and S3 settings, even
+/// when the plan names the destination under [[copies]] with a key of its own.
+#[test]
+fn copy_to_a_planned_target_uses_its_own_key_not_the_sources() {
+    let p = Planned::new(
+        r#"[[sources]]
+name = "docs"
+kind = "files"
+class = "documents"
+paths = ["{DATA}"]
+"#,
+        "",
+    );
+    write_file(&p.repo.join("data/a.txt"), "hello");
+    p.repo
+        .backup(&[&p.repo.join("data")], &["--tag", "source=docs"]);
+    let copy = p.copy.to_str().unwrap().to_string();
+    let out = p.lifeline(["copy", "--to", &copy, "--json"]);
+    out.assert_success();
+    assert_eq!(out.json()["copied"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        p.snapshots_of(&p.copy, &p.repo.join("copy-password"), "docs"),
+        1
+    );
+}

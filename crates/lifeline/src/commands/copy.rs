@@ -20,7 +20,8 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     to: String,
 
-    /// Password file of the destination (default: the source's password)
+    /// Password file of the destination (default: the key of its [[copies]] entry in the plan, else
+    /// the source's password)
     #[arg(long, value_name = "FILE")]
     to_password_file: Option<PathBuf>,
 
@@ -42,15 +43,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let src = ctx
         .open_at(&from)
         .with_context(|| format!("cannot open the source repository {from}"))?;
-    let dst_pw = match (&args.to_password_file, &ctx.options.key.key_file) {
-        (Some(file), _) => password::from_file(file)?,
-        (None, None) => password::read(&ctx.options.key)?,
-        (None, Some(_)) => bail!(
-            "a key file opens only its own repository: give the destination's password with --to-password-file"
-        ),
+    let planned = ctx
+        .copies
+        .iter()
+        .find(|c| c.url.as_deref() == Some(args.to.as_str()));
+    let dst = match planned {
+        // A [[copies]] target of the plan opens with its own key source and S3 settings.
+        Some(target) if args.to_password_file.is_none() => lifeline_plan::open::open(target)
+            .with_context(|| format!("cannot open the destination repository {}", args.to))?,
+        _ => {
+            let dst_pw = match (&args.to_password_file, &ctx.options.key.key_file) {
+                (Some(file), _) => password::from_file(file)?,
+                (None, None) => password::read(&ctx.options.key)?,
+                (None, Some(_)) => bail!(
+                    "a key file opens only its own repository: give the destination's password with --to-password-file, or name the destination under [[copies]] in the plan"
+                ),
+            };
+            Repository::open(open_storage(&args.to, &ctx.options.s3)?, dst_pw.bytes())
+                .with_context(|| format!("cannot open the destination repository {}", args.to))?
+        }
     };
-    let dst = Repository::open(open_storage(&args.to, &ctx.options.s3)?, dst_pw.bytes())
-        .with_context(|| format!("cannot open the destination repository {}", args.to))?;
     let filter = args.filter.filter();
     // No IDs and no filter: `copy` takes every snapshot. A filter names its snapshots explicitly, and
     // one that matches none copies none.
