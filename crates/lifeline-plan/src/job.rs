@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use lifeline_repo::retention::GroupBy;
 use lifeline_repo::snapshot::SnapshotFilter;
 use lifeline_repo::{Repository, Writer, DEFAULT_COMPRESSION};
@@ -32,25 +32,20 @@ pub fn source_filter(name: &str) -> SnapshotFilter {
     }
 }
 
-/// Run `job` of `source` now. `pg_bin` overrides `[postgres] bin_dir`.
-pub fn run(
+/// The report of a job that has just started: labels from the plan, outcome success until a step
+/// fails.
+pub fn started_report(
     plan: &Plan,
-    source: &SourceDef,
+    source: &str,
     job: JobKind,
-    pg_bin: Option<&Path>,
-    progress: &dyn Progress,
+    started: DateTime<Utc>,
 ) -> JobReport {
-    let started = Utc::now();
-    let clock = Instant::now();
-    let (class, tier) = match plan.class_of(source) {
-        Some((c, t)) => (Some(c), t.map(|_| c.tier.clone())),
-        None => (None, None),
-    };
-    let mut report = JobReport {
-        source: source.name.clone(),
-        kind: source.kind.as_str().into(),
-        class: source.class.clone(),
-        tier: tier.unwrap_or_default(),
+    let labels = crate::metrics::labels_of(plan, source);
+    JobReport {
+        source: source.into(),
+        kind: labels.kind,
+        class: labels.class,
+        tier: labels.tier,
         job: job.as_str().into(),
         started: started.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished: String::new(),
@@ -63,7 +58,21 @@ pub fn run(
         copies: Vec::new(),
         forgotten: 0,
         verified: None,
-    };
+    }
+}
+
+/// Run `job` of `source` now. `pg_bin` overrides `[postgres] bin_dir`.
+pub fn run(
+    plan: &Plan,
+    source: &SourceDef,
+    job: JobKind,
+    pg_bin: Option<&Path>,
+    progress: &dyn Progress,
+) -> JobReport {
+    let started = Utc::now();
+    let clock = Instant::now();
+    let class = plan.class_of(source).map(|(c, _)| c);
+    let mut report = started_report(plan, &source.name, job, started);
     let bin_dir = pg_bin
         .map(Path::to_path_buf)
         .or_else(|| plan.postgres.bin_dir.clone());

@@ -535,26 +535,13 @@ fn ended_without_report(
     started: DateTime<Utc>,
     status: &str,
 ) -> JobReport {
-    let labels = crate::metrics::labels_of(plan, source);
     let now = Utc::now();
-    JobReport {
-        source: source.into(),
-        kind: labels.kind,
-        class: labels.class,
-        tier: labels.tier,
-        job: job.as_str().into(),
-        started: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        finished: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        duration_seconds: (now - started).num_milliseconds() as f64 / 1000.0,
-        outcome: Outcome::Failure,
-        message: Some(format!(
-            "the job ended without a report ({status}); see the daemon's log"
-        )),
-        snapshot: None,
-        bytes: 0,
-        bytes_added: 0,
-        copies: Vec::new(),
-        forgotten: 0,
-        verified: None,
-    }
+    let mut report = crate::job::started_report(plan, source, job, started);
+    report.finished = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    report.duration_seconds = (now - started).num_milliseconds() as f64 / 1000.0;
+    report.outcome = Outcome::Failure;
+    report.message = Some(format!(
+        "the job ended without a report ({status}); see the daemon's log"
+    ));
+    report
 }
