@@ -13,6 +13,7 @@ mod server;
 mod state;
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -332,7 +333,10 @@ impl Daemon {
             .args(["run", source, "--job", job.as_str(), "--json"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::inherit())
+            // A group of its own, so a kill reaches what the job started too (a command source's
+            // shell, pg_basebackup), not only `lifeline run`: left alone they would keep running.
+            .process_group(0);
         if let Some(bin) = &self.request.pg_bin {
             cmd.arg("--pg-bin").arg(bin);
         }
@@ -516,9 +520,10 @@ impl Daemon {
     }
 }
 
+/// Kills a job and every process it started (its process group, see `spawn`).
 fn kill(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(
+        let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
