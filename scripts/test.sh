@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: every unit, property, conformance and end-to-end test, including
 # the S3 tests, which run against a real 3-node Garage cluster started here and stopped on exit,
-# and the PostgreSQL tests, which start their own PostgreSQL 15 and 18 servers.
+# the PostgreSQL tests, which start their own PostgreSQL 15 and 18 servers, and the daemon's
+# status page test, which renders it in headless Chromium.
 # Usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,13 @@ eval "$(scripts/postgres.sh env)"
 if [[ ! -x $LIFELINE_PG15_BIN/postgres || ! -x $LIFELINE_PG18_BIN/postgres ]]; then
 	echo "test.sh: PostgreSQL test servers not found; installing them with 'scripts/postgres.sh install'" >&2
 	scripts/postgres.sh install
+fi
+
+# The daemon's status page test renders it in Chromium from LIFELINE_CHROMIUM.
+eval "$(scripts/tools.sh env)"
+if [[ ! -x $LIFELINE_CHROMIUM ]]; then
+	echo "test.sh: Chromium not found; installing the test tools with 'scripts/tools.sh install'" >&2
+	scripts/tools.sh install
 fi
 
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.

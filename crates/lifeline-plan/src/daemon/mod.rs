@@ -13,7 +13,7 @@ mod server;
 mod state;
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -59,8 +59,8 @@ struct Running {
     started: Instant,
 }
 
-/// Read, parse and check a plan; every problem is in the error.
-pub fn load_checked(path: &Path) -> anyhow::Result<Plan> {
+/// Read, parse and check a plan; every problem is in the error. Also returns the text read.
+pub fn load_checked(path: &Path) -> anyhow::Result<(Plan, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read plan file {}", path.display()))?;
     let plan = Plan::parse(path, &text)?;
@@ -73,7 +73,40 @@ pub fn load_checked(path: &Path) -> anyhow::Result<Plan> {
             list.join("\n  ")
         );
     }
-    Ok(plan)
+    Ok((plan, text))
+}
+
+/// The plan in force, where the jobs read it: a private copy of the text the daemon last accepted.
+/// Jobs are processes of their own that read their plan from a file; given the user's file they
+/// would run whatever it says now — a plan a reload refused, or an edit not yet reloaded.
+/// Paths in the plan mean the same in the copy: none is relative to the plan file.
+struct PlanCopy {
+    /// Private to this user (0700): the plan may name key files. Removed when the daemon ends.
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl PlanCopy {
+    fn create(text: &str) -> anyhow::Result<PlanCopy> {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeline-daemon-")
+            .tempdir()
+            .context("cannot create a directory for the jobs' copy of the plan")?;
+        let copy = PlanCopy {
+            path: dir.path().join("plan.toml"),
+            dir,
+        };
+        copy.write(text)?;
+        Ok(copy)
+    }
+
+    /// Replaces the copy by a rename: a job starting meanwhile reads the old plan or the new one.
+    fn write(&self, text: &str) -> anyhow::Result<()> {
+        let tmp = self.dir.path().join("plan.toml.new");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .with_context(|| format!("cannot write the jobs' plan {}", self.path.display()))
+    }
 }
 
 /// The newest snapshot of each (source, job) in the repository: when that job last succeeded.
@@ -99,6 +132,7 @@ struct Daemon {
     request: DaemonRequest,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Message>,
+    plan_copy: PlanCopy,
     /// When each (source, job) is next due.
     due: BTreeMap<(String, JobKind), DateTime<Utc>>,
     /// Consecutive failures per (source, job), for the retry delay.
@@ -111,7 +145,8 @@ struct Daemon {
 }
 
 pub fn run(request: DaemonRequest) -> anyhow::Result<()> {
-    let plan = load_checked(&request.plan_path)?;
+    let (plan, text) = load_checked(&request.plan_path)?;
+    let plan_copy = PlanCopy::create(&text)?;
     let repo = Arc::new(open::open(&plan.repository)?);
     let copies = Arc::new(open_copies(&plan));
     let metrics = Metrics::new();
@@ -139,6 +174,7 @@ pub fn run(request: DaemonRequest) -> anyhow::Result<()> {
         request,
         shared,
         tx,
+        plan_copy,
         due: BTreeMap::new(),
         failures: BTreeMap::new(),
         running: BTreeMap::new(),
@@ -329,12 +365,13 @@ impl Daemon {
     fn spawn(&self, source: &str, job: JobKind) -> anyhow::Result<u32> {
         let mut cmd = Command::new(&self.request.exe);
         cmd.arg("--config")
-            .arg(&self.request.plan_path)
+            .arg(&self.plan_copy.path)
             .args(["run", source, "--job", job.as_str(), "--json"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            // Its own process group: killing a job also ends the programs it runs (command sources).
+            // A group of its own, so a kill reaches what the job started too (a command source's
+            // shell, pg_basebackup), not only `lifeline run`: left alone they would keep running.
             .process_group(0);
         if let Some(bin) = &self.request.pg_bin {
             cmd.arg("--pg-bin").arg(bin);
@@ -454,21 +491,31 @@ impl Daemon {
 
     fn reload(&mut self) {
         match load_checked(&self.request.plan_path) {
-            Ok(plan) => {
+            Ok((plan, text)) => {
                 let old = self.shared.plan();
                 if plan.metrics.listen != old.metrics.listen {
                     tracing::warn!(
                         "[metrics] listen changed: the new address takes effect after a restart"
                     );
                 }
-                if plan.repository.url != old.repository.url {
+                let repo = if plan.repository.url != old.repository.url {
                     match open::open(&plan.repository) {
-                        Ok(r) => self.repo = Arc::new(r),
+                        Ok(r) => Some(Arc::new(r)),
                         Err(e) => {
-                            tracing::error!("plan reload refused: the new repository cannot be opened: {e:#}; the old plan keeps running");
-                            return;
+                            return self.refuse_reload(format!(
+                                "the new repository cannot be opened: {e:#}"
+                            ));
                         }
                     }
+                } else {
+                    None
+                };
+                // Before anything changes: jobs must never run a plan the daemon does not.
+                if let Err(e) = self.plan_copy.write(&text) {
+                    return self.refuse_reload(format!("{e:#}"));
+                }
+                if let Some(repo) = repo {
+                    self.repo = repo;
                 }
                 self.copies = Arc::new(open_copies(&plan));
                 self.shared.replace_plan(plan);
@@ -477,11 +524,14 @@ impl Daemon {
                 }
                 tracing::info!("plan reloaded from {}", self.request.plan_path.display());
             }
-            Err(e) => {
-                self.shared.reload_refused(format!("{e:#}"));
-                tracing::error!("plan reload refused, the old plan keeps running: {e:#}");
-            }
+            Err(e) => self.refuse_reload(format!("{e:#}")),
         }
+    }
+
+    /// The old plan keeps running; /healthz says why the new one was not taken.
+    fn refuse_reload(&self, why: String) {
+        tracing::error!("plan reload refused, the old plan keeps running: {why}");
+        self.shared.reload_refused(why);
     }
 
     /// SIGTERM: no new jobs; running ones get `stop_timeout` to finish, then are killed.
@@ -519,6 +569,7 @@ impl Daemon {
     }
 }
 
+/// Kills a job and every process it started (its process group, see `spawn`).
 fn kill(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = nix::sys::signal::killpg(
