@@ -3,7 +3,6 @@
 //! print something; otherwise the capture fails and no snapshot is saved.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,12 +64,11 @@ pub fn capture(
     progress: &dyn Progress,
 ) -> Result<Snapshot, Error> {
     let command = request.command.to_string();
-    // Its own process group, so a timeout ends the whole pipeline (`sh -c 'a | b'`), not only the
-    // shell while its children keep the output pipe open.
+    // Not a process group of its own: the daemon stops a job by killing the job's group, and that
+    // must reach this command too. A timeout kills the command's process tree instead.
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(request.command)
-        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -111,7 +109,7 @@ pub fn capture(
             if !*finished {
                 timed_out.store(true, Ordering::SeqCst);
                 if let Ok(c) = child.lock() {
-                    kill_group(c.id());
+                    kill_tree(c.id());
                 }
             }
         })
@@ -159,11 +157,49 @@ pub fn capture(
     Ok(snapshot)
 }
 
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
+/// Kill `root` and every process below it: the whole pipeline of `sh -c 'a | b'`, so no child
+/// keeps the output pipe open after a timeout. Children are found through /proc.
+fn kill_tree(root: u32) {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // The parent is the second field after the command name, which may hold spaces.
+            let ppid = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = stat.rsplit_once(')')?.1.to_string();
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
         );
+        i += 1;
+    }
+    for pid in tree {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
