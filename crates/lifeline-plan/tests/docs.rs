@@ -620,3 +620,31 @@ fn every_metric_is_in_the_monitoring_table() {
         missing.join("\n")
     );
 }
+
+/// The plan the Kubernetes manifests ship in their ConfigMap is one `plan check` accepts, but for
+/// the key files a pod gets from its Secret.
+#[test]
+fn the_kubernetes_configmap_holds_a_plan_that_passes_plan_check() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/kubernetes/base/plan-configmap.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = yaml
+        .find("plan.toml: |")
+        .expect("the ConfigMap has a plan.toml key");
+    // The block scalar: every following line indented by four spaces (or blank).
+    let text: String = yaml[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim().is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let plan = Plan::parse(Path::new("plan.toml"), &text)
+        .unwrap_or_else(|e| panic!("the ConfigMap's plan: {e}"));
+    assert!(plan.sources.len() >= 2, "{text}");
+    let other: Vec<String> = check(&plan, Path::new("plan.toml"), &text)
+        .iter()
+        .filter(|p| !p.message.contains("does not exist"))
+        .map(ToString::to_string)
+        .collect();
+    assert!(other.is_empty(), "{other:#?}");
+}
