@@ -3,7 +3,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use lifeline_repo::snapshot::Snapshot;
-use lifeline_repo::{Repository, Writer, DEFAULT_COMPRESSION};
+use lifeline_repo::{Writer, DEFAULT_COMPRESSION};
+use lifeline_sources::source::{self, FilesSource, Source};
 use lifeline_sources::{files, stdin};
 
 use crate::context::{print_json, Context};
@@ -75,23 +76,6 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// The latest snapshot of the same paths from `host`: the parent an incremental backup compares with.
-fn find_parent(
-    repo: &Repository,
-    kind: &str,
-    paths: &[String],
-    host: &str,
-) -> anyhow::Result<Option<(String, lifeline_repo::Id)>> {
-    // A damaged snapshot never blocks a backup: the parent is the newest readable one.
-    Ok(repo
-        .load_snapshots()?
-        .items
-        .into_iter()
-        .rev()
-        .find(|(_, s)| s.kind == kind && s.paths == paths && s.hostname == host)
-        .map(|(id, s)| (id.to_hex(), s.tree)))
-}
-
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let started = Instant::now();
     let start_time = match args.time {
@@ -128,28 +112,22 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 bail!("cannot back up {}: {e}", p.display());
             }
         }
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        let parent = if args.force {
-            None
-        } else {
-            find_parent(&repo, "files", &names, &host)?
-        };
         if !ctx.json {
             spawn_size_scan(&bar, paths.clone(), exclusions.clone());
         }
-        let result = files::backup(
-            &writer,
-            &paths,
-            parent.as_ref().map(|p| p.1),
-            &exclusions,
-            &bar,
-        )?;
-        excluded = result.excluded;
-        let mut snap = Snapshot::new("files", names, result.tree);
-        snap.parent = parent.map(|p| p.0);
-        snap.summary = result.summary;
-        snap.errors = result.errors;
-        snap
+        let files = FilesSource {
+            paths,
+            exclusions,
+            host: host.clone(),
+            force: args.force,
+        };
+        // A repository error stays itself, so the exit code and hint still name it.
+        let captured = files.capture(&repo, &writer, &bar).map_err(|e| match e {
+            source::Error::Repo(e) => anyhow::Error::from(e),
+            e => e.into(),
+        })?;
+        excluded = captured.excluded;
+        captured.snapshot
     };
     bar.finish();
     snapshot.time = start_time;
