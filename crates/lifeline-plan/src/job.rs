@@ -106,11 +106,16 @@ pub fn run(
             verified.with_context(|| format!("verification of snapshot {}", id.short()))?;
         }
         let mut failed_copies = Vec::new();
+        // Opened once: retention below works in the same copies (each open derives a key).
+        let mut reached = Vec::new();
         for target in &plan.copies {
             let url = target.url.clone().unwrap_or_default();
             let copied = copy_to(&repo, target, &id);
             match copied {
-                Ok(c) => report.copies.push(c),
+                Ok((c, dst)) => {
+                    reached.push((c.target.clone(), dst));
+                    report.copies.push(c);
+                }
                 Err(e) => {
                     failed_copies.push(format!("copy to {url}: {e:#}"));
                     report.copies.push(CopyReport {
@@ -125,7 +130,7 @@ pub fn run(
         }
         if let Some(retention) = class.and_then(|c| c.retention.as_ref()) {
             let filter = source_filter(&source.name);
-            let group_by = GroupBy::parse("host,kind,paths")?;
+            let group_by = GroupBy::default();
             let forgotten = forget(
                 &repo,
                 &Selection::Policy(retention),
@@ -137,20 +142,16 @@ pub fn run(
             .context("retention")?;
             report.forgotten = forgotten.plan.removed().len();
             // A copy keeps what the primary keeps, so the second region does not grow forever.
-            for (target, copied) in plan.copies.iter().zip(&report.copies) {
-                if !copied.ok {
-                    continue;
-                }
-                let dst = open::open(target)?;
+            for (url, dst) in &reached {
                 forget(
-                    &dst,
+                    dst,
                     &Selection::Policy(retention),
                     &filter,
                     group_by,
                     retention.keep_verified,
                     false,
                 )
-                .with_context(|| format!("retention in copy {}", copied.target))?;
+                .with_context(|| format!("retention in copy {url}"))?;
             }
         }
         if !failed_copies.is_empty() {
@@ -217,21 +218,22 @@ fn build(
 }
 
 /// Copy one snapshot, and the WAL PostgreSQL backups need, to a `[[copies]]` target opened with its
-/// own URL, key and S3 settings.
+/// own URL, key and S3 settings. Returns the opened target too, for retention there.
 fn copy_to(
     repo: &Repository,
     target: &crate::options::RepositoryOptions,
     id: &lifeline_repo::Id,
-) -> anyhow::Result<CopyReport> {
+) -> anyhow::Result<(CopyReport, Repository)> {
     let url = target.location()?.to_string();
     let dst = open::open(target).with_context(|| format!("cannot open copy target {url}"))?;
     let outcome = lifeline_repo::copy::copy(repo, &dst, std::slice::from_ref(id))?;
     lifeline_sources::postgres::retention::copy_wal(repo, &dst)?;
-    Ok(CopyReport {
+    let report = CopyReport {
         target: url,
         ok: true,
         snapshots: outcome.copied.len(),
         bytes_added: outcome.data_added,
         message: None,
-    })
+    };
+    Ok((report, dst))
 }
