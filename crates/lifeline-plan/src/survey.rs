@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use lifeline_repo::Repository;
-use lifeline_sources::postgres::catalog;
+use lifeline_sources::postgres::catalog::{self, keys};
 
 use crate::job::SOURCE_TAG;
-use crate::plan::{Plan, SourceKind};
+use crate::plan::{JobKind, Plan, SourceKind};
 
 #[derive(Debug, Clone, Default)]
 pub struct SourceSurvey {
@@ -29,15 +29,34 @@ pub struct Survey {
     pub repository_bytes: BTreeMap<String, u64>,
 }
 
-/// Newest snapshot time per plan source in `repo`.
+/// The newest snapshot of each (plan source, job) in `repo`: when that job last succeeded. The
+/// daemon judges missed schedules by it.
+pub fn newest_by_job(
+    repo: &Repository,
+) -> anyhow::Result<BTreeMap<(String, JobKind), DateTime<Utc>>> {
+    let mut out = BTreeMap::new();
+    for (_, s) in repo.load_snapshots()?.items {
+        let Some(source) = s.tags.get(SOURCE_TAG) else {
+            continue;
+        };
+        let job = match s.source.get(keys::BACKUP_TYPE).map(String::as_str) {
+            Some("incremental") => JobKind::Incremental,
+            Some("full") => JobKind::Full,
+            _ => JobKind::Backup,
+        };
+        let t = s.timestamp().with_timezone(&Utc);
+        let e = out.entry((source.clone(), job)).or_insert(t);
+        *e = (*e).max(t);
+    }
+    Ok(out)
+}
+
+/// Newest snapshot time per plan source in `repo`, whatever its job.
 fn newest_by_source(repo: &Repository) -> anyhow::Result<BTreeMap<String, DateTime<Utc>>> {
     let mut newest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for (_, s) in repo.load_snapshots()?.items {
-        if let Some(name) = s.tags.get(SOURCE_TAG) {
-            let t = s.timestamp().with_timezone(&Utc);
-            let e = newest.entry(name.clone()).or_insert(t);
-            *e = (*e).max(t);
-        }
+    for ((source, _), t) in newest_by_job(repo)? {
+        let e = newest.entry(source).or_insert(t);
+        *e = (*e).max(t);
     }
     Ok(newest)
 }

@@ -109,25 +109,6 @@ impl PlanCopy {
     }
 }
 
-/// The newest snapshot of each (source, job) in the repository: when that job last succeeded.
-fn last_success(repo: &Repository) -> anyhow::Result<BTreeMap<(String, JobKind), DateTime<Utc>>> {
-    let mut out = BTreeMap::new();
-    for (_, s) in repo.load_snapshots()?.items {
-        let Some(source) = s.tags.get(crate::job::SOURCE_TAG) else {
-            continue;
-        };
-        let job = match s.source.get("backup_type").map(String::as_str) {
-            Some("incremental") => JobKind::Incremental,
-            Some("full") => JobKind::Full,
-            _ => JobKind::Backup,
-        };
-        let t = s.timestamp().with_timezone(&Utc);
-        let e = out.entry((source.clone(), job)).or_insert(t);
-        *e = (*e).max(t);
-    }
-    Ok(out)
-}
-
 struct Daemon {
     request: DaemonRequest,
     shared: Arc<Shared>,
@@ -210,7 +191,7 @@ impl Daemon {
     fn schedule_all(&mut self, at_start: bool) -> anyhow::Result<()> {
         let now = Utc::now();
         let last = if at_start {
-            last_success(&self.repo)?
+            survey::newest_by_job(&self.repo)?
         } else {
             BTreeMap::new()
         };
