@@ -24,10 +24,13 @@ pub struct NotifyOptions {
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// Delay before the first retry, doubling for each further one.
-    #[serde(default = "default_retry_delay", with = "duration_text")]
+    #[serde(
+        default = "default_retry_delay",
+        with = "crate::options::duration_text"
+    )]
     pub retry_delay: Duration,
     /// Limit on one attempt, from connecting to reading the response.
-    #[serde(default = "default_timeout", with = "duration_text")]
+    #[serde(default = "default_timeout", with = "crate::options::duration_text")]
     pub timeout: Duration,
 }
 
@@ -41,22 +44,6 @@ fn default_retry_delay() -> Duration {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
-}
-
-/// Durations in the plan are written as people write them (`2s`, `500ms`, `1m`).
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        crate::options::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 /// PagerDuty caps `dedup_key` at 255 characters and `summary` at 1024.

@@ -296,6 +296,23 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     })
 }
 
+/// A duration written as people write it (`2s`, `90min`, `30d`), for serde's `with`: the plan's
+/// tiers, daemon and notify settings.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 pub fn duration_from_text<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<std::time::Duration>, D::Error> {
@@ -305,7 +322,7 @@ pub fn duration_from_text<'de, D: serde::Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
-fn tags_from_text<'de, D: serde::Deserializer<'de>>(
+pub fn tags_from_text<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Vec<(String, String)>, D::Error> {
     Vec::<String>::deserialize(d)?

@@ -19,7 +19,7 @@ pub use show::{show, PlanView, ScheduleView, SourceView};
 
 use crate::notify::NotifyOptions;
 use crate::options::{
-    duration_from_text, parse_duration, parse_tag, ExcludeOptions, RepositoryOptions,
+    duration_from_text, duration_text, tags_from_text, ExcludeOptions, RepositoryOptions,
     RetentionOptions,
 };
 use crate::schedule::Schedule;
@@ -62,9 +62,9 @@ pub struct PostgresConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_text::deserialize")]
     pub rto: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_text::deserialize")]
     pub rpo: Duration,
 }
 
@@ -146,7 +146,7 @@ pub struct SourceDef {
     #[serde(default)]
     pub timezone: Option<String>,
     /// Tags added to every snapshot of this source, besides `source=NAME`.
-    #[serde(default, deserialize_with = "tags")]
+    #[serde(default, deserialize_with = "tags_from_text")]
     pub tags: Vec<(String, String)>,
 
     // files
@@ -232,13 +232,13 @@ pub struct DaemonOptions {
     /// Attempts after a failed job, before its next scheduled time.
     pub retries: u32,
     /// Wait before the first retry; doubled for each further one.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_text::deserialize")]
     pub retry_delay: Duration,
     /// On SIGTERM, how long running jobs may take to finish before they are abandoned.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_text::deserialize")]
     pub stop_timeout: Duration,
     /// Jobs running longer are stopped and count as failed.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_text::deserialize")]
     pub job_timeout: Duration,
 }
 
@@ -372,18 +372,6 @@ impl SourceDef {
             JobKind::Backup
         }
     }
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
-}
-
-fn tags<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|t| parse_tag(t).map_err(serde::de::Error::custom))
-        .collect()
 }
 
 #[cfg(test)]
