@@ -2,11 +2,13 @@
 //! snapshots, the write and read paths, and verification. It knows nothing of databases or of the CLI.
 //! The byte format is specified in `docs/format.md`.
 
+pub mod audit;
 pub mod check;
 pub mod chunker;
 pub mod copy;
 pub mod crypto;
 pub mod diff;
+pub mod drill;
 mod error;
 pub mod find;
 pub mod garbage;

@@ -63,6 +63,8 @@ impl Snapshots {
     }
 }
 
+/// Cheap to clone: the storage is shared and the keys are a few hundred bytes.
+#[derive(Clone)]
 pub struct Repository {
     storage: Arc<dyn Storage>,
     config: Config,
