@@ -3,6 +3,7 @@
 //! notifications and status page. Below the binary, above the sources: it decides what runs when
 //! and where copies go; the sources decide how data is captured.
 
+pub mod compliance;
 pub mod daemon;
 pub mod forget;
 pub mod job;
