@@ -23,6 +23,8 @@ pub enum ObjectType {
     Named = 5,
     /// A hold, verification or prune record (format.md §12).
     Record = 6,
+    /// The sealed body of an audit record (format.md §14).
+    Audit = 7,
 }
 
 impl ObjectType {
@@ -34,6 +36,7 @@ impl ObjectType {
             4 => ObjectType::TreePack,
             5 => ObjectType::Named,
             6 => ObjectType::Record,
+            7 => ObjectType::Audit,
             _ => return None,
         })
     }
