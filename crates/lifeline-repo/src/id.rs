@@ -39,15 +39,24 @@ impl fmt::Debug for Id {
     }
 }
 
-// IDs are CBOR byte strings on disk (format.md §8, §9).
+// IDs are CBOR byte strings on disk (format.md §8, §9), and hex in JSON, where people read them.
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return s.serialize_str(&self.to_hex());
+        }
         serde_bytes::Bytes::new(&self.0).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            return Id::from_hex(&text).ok_or_else(|| {
+                serde::de::Error::invalid_value(serde::de::Unexpected::Str(&text), &"64 hex digits")
+            });
+        }
         let bytes = serde_bytes::ByteBuf::deserialize(d)?;
         let arr: [u8; 32] = bytes
             .as_slice()

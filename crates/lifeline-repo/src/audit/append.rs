@@ -15,6 +15,11 @@ use crate::Id;
 
 /// Append a record of `event`, by this host and user, now; returns its ID.
 pub fn append(repo: &Repository, event: &Event) -> Result<Id> {
+    append_entry(repo, event).map(|(id, _)| id)
+}
+
+/// [`append`], also returning the entry as written (for delivery elsewhere: a SIEM, a table).
+pub fn append_entry(repo: &Repository, event: &Event) -> Result<(Id, Entry)> {
     let now = name::truncate(Utc::now());
     let links = heads(repo.storage(), &now)?;
     let entry = Entry {
@@ -24,7 +29,7 @@ pub fn append(repo: &Repository, event: &Event) -> Result<Id> {
         event: event.clone(),
         origin: None,
     };
-    Ok(write(repo, now, &links, entry)?.id)
+    Ok((write(repo, now, &links, entry.clone())?.id, entry))
 }
 
 /// Seal and store a record written at `time` that links to `links`.

@@ -17,7 +17,7 @@ mod order;
 mod tests;
 mod verify;
 
-pub use append::append;
+pub use append::{append, append_entry};
 pub use envelope::{Envelope, ENVELOPE_VERSION};
 pub use event::{Access, AuditRecord, Entry, Event, EventResult, Origin, Touched};
 pub use import::{import, ImportError};
