@@ -76,8 +76,12 @@ pub fn run(
     let bin_dir = pg_bin
         .map(Path::to_path_buf)
         .or_else(|| plan.postgres.bin_dir.clone());
+    // What the steps opened, for the audit records written once the job's outcome is known.
+    let mut opened: Option<Repository> = None;
+    let mut copies_opened: Vec<Repository> = Vec::new();
     let steps = || -> anyhow::Result<()> {
         let repo = open::open(&plan.repository)?;
+        opened = Some(repo.clone());
         let capturer = build(source, job, bin_dir)?;
         let writer = Writer::new(&repo, None, DEFAULT_COMPRESSION)?;
         let captured = capturer
@@ -113,6 +117,7 @@ pub fn run(
             let copied = copy_to(&repo, target, &id);
             match copied {
                 Ok((c, dst)) => {
+                    copies_opened.push(dst.clone());
                     reached.push((c.target.clone(), dst));
                     report.copies.push(c);
                 }
@@ -166,6 +171,14 @@ pub fn run(
     let finished = Utc::now();
     report.finished = finished.to_rfc3339_opts(SecondsFormat::Millis, true);
     report.duration_seconds = clock.elapsed().as_secs_f64();
+    if let Some(repo) = &opened {
+        let retention = class.and_then(|c| c.retention.as_ref()).is_some();
+        for warning in
+            crate::audit::record_job(repo, &copies_opened, &report, retention, &plan.audit)
+        {
+            tracing::warn!("{warning}");
+        }
+    }
     report
 }
 

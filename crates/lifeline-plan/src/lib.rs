@@ -3,6 +3,7 @@
 //! notifications and status page. Below the binary, above the sources: it decides what runs when
 //! and where copies go; the sources decide how data is captured.
 
+pub mod audit;
 pub mod compliance;
 pub mod daemon;
 pub mod forget;
@@ -15,6 +16,7 @@ pub mod options;
 pub mod page;
 pub mod password;
 pub mod plan;
+pub mod recovery_plan;
 pub mod report;
 pub mod schedule;
 pub mod survey;

@@ -77,6 +77,12 @@ pub enum Command {
     Daemon(commands::daemon::Args),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery, logical dumps
     Pg(commands::pg::Args),
+    /// The audit trail: verify its chain and seals, read it
+    Audit(commands::audit::Args),
+    /// Every source's recovery point for a time, their skew, the restore commands in order
+    RecoveryPlan(commands::recovery_plan::Args),
+    /// The monthly compliance report, from the audit trail and drill records
+    Report(commands::report::Args),
 }
 
 #[cfg(test)]

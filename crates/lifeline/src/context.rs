@@ -19,6 +19,10 @@ pub struct Context {
     pub copies: Vec<RepositoryOptions>,
     /// The `--config` file, for commands that hand it on (a restore's `restore_command`).
     pub config_path: Option<std::path::PathBuf>,
+    /// Where audit records go besides the repository (`[audit]`).
+    pub audit_options: lifeline_plan::audit::AuditOptions,
+    /// This command's audit record.
+    pub audit: crate::recorder::Recorder,
 }
 
 impl Context {
@@ -37,6 +41,8 @@ impl Context {
             postgres: file.postgres,
             copies: file.copies,
             config_path: config.map(Path::to_path_buf),
+            audit_options: file.audit,
+            audit: Default::default(),
         })
     }
 
@@ -44,8 +50,11 @@ impl Context {
         open_storage(self.options.location()?, &self.options.s3)
     }
 
+    /// The repository; an audited command's record goes to it.
     pub fn open(&self) -> anyhow::Result<Repository> {
-        self.open_at(self.options.location()?)
+        let repo = self.open_at(self.options.location()?)?;
+        self.audit.opened(&repo);
+        Ok(repo)
     }
 
     /// The repository at `location`, opened with this context's key source and S3 settings.

@@ -6,6 +6,7 @@ mod context;
 mod exit;
 mod names;
 mod progress;
+mod recorder;
 
 // The options model and key reading are shared with the plan; `crate::options` etc. name them here.
 use lifeline_plan::{key_file, options, password};

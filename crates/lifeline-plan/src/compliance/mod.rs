@@ -10,6 +10,7 @@
 //! ([`render_markdown`]) and JSON (`serde_json` on [`MonthlyReport`]).
 
 mod build;
+mod gather;
 mod html;
 mod markdown;
 mod model;
@@ -17,6 +18,7 @@ mod month;
 mod text;
 
 pub use build::{build, ALGORITHM, ROTATION_DAYS};
+pub use gather::gather;
 pub use html::render_html;
 pub use markdown::render_markdown;
 pub use model::*;

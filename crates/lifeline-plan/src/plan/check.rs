@@ -150,8 +150,31 @@ pub fn check(plan: &Plan, path: &Path, text: &str) -> Vec<Problem> {
             );
         }
     }
+    audit(plan, &mut c);
     sources(plan, &mut c);
     c.problems
+}
+
+fn audit(plan: &Plan, c: &mut Checker<'_>) {
+    if let Some(path) = &plan.audit.jsonl {
+        if !path.is_absolute() {
+            c.add(
+                &[Seg::Key("audit"), Seg::Key("jsonl")],
+                format!("{} is a relative path", path.display()),
+                "give an absolute path: the daemon and CronJobs run from other directories",
+            );
+        }
+    }
+    let table = &plan.audit.table;
+    let plain =
+        |p: &str| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+    if table.split('.').count() > 2 || !table.split('.').all(plain) {
+        c.add(
+            &[Seg::Key("audit"), Seg::Key("table")],
+            format!("{table:?} is not a table name"),
+            "write audit_logs or schema.audit_logs (letters, digits and _)",
+        );
+    }
 }
 
 fn sources(plan: &Plan, c: &mut Checker<'_>) {

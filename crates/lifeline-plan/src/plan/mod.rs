@@ -48,6 +48,9 @@ pub struct Plan {
     pub daemon: DaemonOptions,
     #[serde(default)]
     pub postgres: PostgresConfig,
+    /// Where audit records go besides the repository (docs/evidence.md).
+    #[serde(default)]
+    pub audit: crate::audit::AuditOptions,
 }
 
 /// The `[postgres]` section.

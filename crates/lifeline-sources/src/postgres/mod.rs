@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod archive_check;
+pub mod audit_table;
 pub mod backup;
 pub mod basebackup;
 pub mod catalog;

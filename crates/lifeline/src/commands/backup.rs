@@ -11,6 +11,7 @@ use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::{parse_tag, ExcludeOptions};
 use crate::progress::Bar;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -88,6 +89,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     // Bad patterns and missing exclude files are reported before anything is written.
     let exclusions = args.exclude.exclusions()?;
     let host = args.host.unwrap_or_else(lifeline_repo::hostname);
+    let target = if args.stdin {
+        format!("stdin:{}", args.name.as_deref().unwrap_or("stdin"))
+    } else {
+        let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        paths.join(" ")
+    };
+    ctx.audit.begin("backup", target);
+    if let Some((_, source)) = args.tags.iter().find(|(k, _)| k == "source") {
+        ctx.audit.detail("source", source);
+    }
     let repo = ctx.open()?;
     let writer = Writer::new(&repo, None, args.compression)?;
     let bar = Bar::new(ctx.json, None);
@@ -135,6 +146,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     snapshot.tags = args.tags.into_iter().collect();
     snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
     let (id, snapshot) = writer.finish(snapshot)?;
+    ctx.audit.touch(recorder::Wrote, "snapshot", id.to_hex());
+    ctx.audit.detail("kind", &snapshot.kind);
+    ctx.audit.detail("bytes_added", snapshot.summary.data_added);
+    if !snapshot.errors.is_empty() {
+        ctx.audit.error(format!(
+            "{} item(s) could not be read; the snapshot records them",
+            snapshot.errors.len()
+        ));
+    }
 
     let s = &snapshot.summary;
     if ctx.json {

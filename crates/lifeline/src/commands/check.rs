@@ -6,6 +6,7 @@ use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::parse_share;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,12 +21,21 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    ctx.audit.begin("check", ctx.options.location()?);
     let repo = ctx.open()?;
     let mode = match (args.read_data, args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(pct)) => ReadData::Subset(pct),
         (false, None) => ReadData::None,
     };
+    ctx.audit.detail(
+        "read_data",
+        match mode {
+            ReadData::All => "all".to_string(),
+            ReadData::Subset(pct) => format!("subset {pct}"),
+            ReadData::None => "none".to_string(),
+        },
+    );
     let mut report = check(&repo, mode)?;
     let wal = archive_check::check(&repo, args.read_data)?;
     // What was proved is recorded for retention (`--keep-verified`) and `snapshots`; a repository
@@ -41,6 +51,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         None => None,
     };
     let failed = !report.problems.is_empty() || !wal.problems.is_empty();
+    ctx.audit.detail("problems", report.problems.len());
+    ctx.audit.detail("wal_problems", wal.problems.len());
+    if let Some(id) = &recorded {
+        ctx.audit.touch(recorder::Wrote, "verification", id);
+    }
+    if let Some(first) = report.problems.iter().chain(&wal.problems).next() {
+        ctx.audit.error(format!(
+            "{} problem(s), first: {}: {}",
+            report.problems.len() + wal.problems.len(),
+            first.object,
+            first.detail
+        ));
+    }
     if ctx.json {
         let mut value = serde_json::to_value(&report)?;
         value["wal"] = serde_json::to_value(&wal)?;

@@ -8,7 +8,7 @@ use lifeline_sources::postgres::retention::copy_wal;
 use crate::commands::backup::human_bytes;
 use crate::context::{open_storage, print_json, Context};
 use crate::options::SnapshotFilterArgs;
-use crate::{exit, password};
+use crate::{exit, password, recorder};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,9 +40,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     if from == args.to {
         bail!("--from and --to name the same repository");
     }
+    ctx.audit.begin("copy", &args.to);
+    ctx.audit.detail("to", &args.to);
     let src = ctx
         .open_at(&from)
         .with_context(|| format!("cannot open the source repository {from}"))?;
+    ctx.audit.opened(&src);
     let planned = ctx
         .copies
         .iter()
@@ -80,6 +83,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let outcome = copy(&src, &dst, &ids)?;
     // The WAL the copied base backups need, so point-in-time recovery works from the copy.
     let wal = copy_wal(&src, &dst)?;
+    for (s, d) in &outcome.copied {
+        ctx.audit.touch(recorder::Read, "snapshot", s.to_hex());
+        ctx.audit
+            .touch(recorder::Wrote, "copied snapshot", d.to_hex());
+    }
+    ctx.audit.detail("bytes_added", outcome.data_added);
+    // The destination gets the source's trail (re-sealed with its own keys) and its own record of
+    // this copy, so an auditor can work from the second region alone.
+    let imported = lifeline_repo::audit::import(&src, &dst)?;
+    ctx.audit.detail("audit_records_copied", imported);
+    lifeline_repo::audit::append(&dst, &received(&from, &outcome))?;
     if ctx.json {
         print_json(&serde_json::json!({
             "copied": outcome.copied.iter().map(|(s, _)| s.to_hex()).collect::<Vec<_>>(),
@@ -119,4 +133,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// The destination's own record of a copy it received.
+fn received(from: &str, outcome: &lifeline_repo::copy::CopyOutcome) -> lifeline_repo::audit::Event {
+    let mut event = lifeline_repo::audit::Event::new("copy", from);
+    event.detail("from", from);
+    for (_, d) in &outcome.copied {
+        event.touch(recorder::Wrote, "snapshot", d.to_hex());
+    }
+    event.detail("bytes_added", outcome.data_added);
+    event
 }

@@ -9,6 +9,7 @@ use crate::context::Context;
 use crate::exit;
 use crate::names;
 use crate::options::SnapshotFilterArgs;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,8 +23,10 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    ctx.audit.begin("dump", args.path.to_string_lossy());
     let repo = ctx.open()?;
-    let (_, snap) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
+    let (id, snap) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
+    ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
     let reader = repo.reader()?;
     let Some((path, node)) = names::lookup_arg(&reader, snap.tree, args.path.as_bytes())? else {
         bail!(

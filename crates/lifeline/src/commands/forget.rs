@@ -8,6 +8,7 @@ use crate::commands::prune::{self, Tuning};
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::{RetentionOptions, SnapshotFilterArgs};
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,6 +47,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         bail!("give either snapshots to remove or a policy, not both");
     }
     let group_by = GroupBy::parse(&args.group_by)?;
+    ctx.audit.begin("forget", ctx.options.location()?);
     let repo = ctx.open()?;
     let filter = args.filter.filter();
     let selection = if args.snapshots.is_empty() {
@@ -67,6 +69,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         args.dry_run,
     )?;
     let removed = plan.removed();
+    if args.dry_run {
+        ctx.audit.detail("dry_run", true);
+    } else {
+        for id in &removed {
+            ctx.audit.touch(recorder::Deleted, "snapshot", id.to_hex());
+        }
+    }
+    ctx.audit.detail("removed", removed.len());
+    ctx.audit.detail("wal_removed", wal.files());
+    if let Some(source) = filter.tags.iter().find(|(k, _)| k == "source") {
+        ctx.audit.detail("source", &source.1);
+    }
     let pruned = if args.prune {
         Some(prune::run_prune(&repo, &args.tuning, args.dry_run)?)
     } else {

@@ -9,6 +9,7 @@ use lifeline_repo::{Id, Repository};
 use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::SnapshotFilterArgs;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -94,17 +95,30 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     match args.command {
         HoldCommand::Add(a) => {
+            ctx.audit.begin("hold add", a.snapshots.join(" "));
+            ctx.audit.detail("reason", &a.reason);
             let ids = resolve(&repo, &a.snapshots, &a.filter)?;
             let record = hold::add(&repo, &ids, &a.reason, a.until)?;
+            audit_hold(ctx, &ids, &record);
             report(ctx, "held", &ids, &record)
         }
         HoldCommand::Remove(a) => {
+            ctx.audit.begin("hold remove", a.snapshots.join(" "));
+            ctx.audit.detail("reason", &a.reason);
             let ids = resolve(&repo, &a.snapshots, &a.filter)?;
             let record = hold::remove(&repo, &ids, &a.reason)?;
+            audit_hold(ctx, &ids, &record);
             report(ctx, "released", &ids, &record)
         }
         HoldCommand::List(a) => list(ctx, &repo, a.history),
     }
+}
+
+fn audit_hold(ctx: &Context, ids: &[Id], record: &Id) {
+    for id in ids {
+        ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
+    }
+    ctx.audit.touch(recorder::Wrote, "hold", record.to_hex());
 }
 
 fn report(ctx: &Context, what: &str, ids: &[Id], record: &Id) -> anyhow::Result<u8> {

@@ -13,6 +13,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let location = ctx.options.location()?;
+    ctx.audit.begin("init", location);
     if !location.starts_with("s3://") {
         let path = std::path::Path::new(location.trim_start_matches("file://"));
         if path.exists() {
@@ -33,6 +34,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let password = password::new_password(None, Some(&ctx.options.key))?;
     let repo = Repository::init(ctx.storage()?, password.bytes(), args.pack_size << 20)?;
+    ctx.audit.opened(&repo);
+    ctx.audit.detail("repository_id", &repo.config().id);
     if ctx.json {
         print_json(&serde_json::json!({ "id": repo.config().id, "location": location }))?;
     } else {

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::context::{print_json, Context};
-use crate::{exit, key_file, password};
+use crate::{exit, key_file, password, recorder};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,8 +67,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             new_key_file: Some(path),
             ..
         } => {
+            ctx.audit.begin("key add", path.display().to_string());
+            ctx.audit.detail("kind", "key file");
             let key = key_file::create(&path)?;
             let id = repo.add_key_file(&key)?;
+            ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
             println!(
                 "added key {} opened by key file {}",
                 id.short(),
@@ -78,17 +81,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         KeyCommand::Add {
             new_password_file, ..
         } => {
+            ctx.audit.begin("key add", "password");
+            ctx.audit.detail("kind", "password");
             let pw = password::new_password(new_password_file.as_deref(), None)?;
             let id = repo.add_key(pw.bytes())?;
+            ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
             println!("added key {}", id.short());
         }
         KeyCommand::Remove { id } => {
+            ctx.audit.begin("key remove", &id);
             let removed = repo.remove_key(&id)?;
+            ctx.audit.touch(recorder::Deleted, "key", &removed);
             println!("removed key {}", &removed[..8]);
         }
         KeyCommand::Passwd { new_password_file } => {
+            ctx.audit.begin("key passwd", "the key slot in use");
             let pw = password::new_password(new_password_file.as_deref(), None)?;
             let id = repo.change_password(pw.bytes())?;
+            ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
             println!("password changed; the key slot is now {}", id.short());
         }
     }

@@ -44,6 +44,11 @@ struct SnapshotsArgs {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let action = match &args.command {
+        RepairCommand::Index(_) => "repair index",
+        RepairCommand::Snapshots(_) => "repair snapshots",
+    };
+    ctx.audit.begin(action, ctx.options.location()?);
     let repo = ctx.open()?;
     match args.command {
         RepairCommand::Index(a) => {

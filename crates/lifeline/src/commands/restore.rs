@@ -13,6 +13,7 @@ use crate::exit;
 use crate::names;
 use crate::options::SnapshotFilterArgs;
 use crate::progress::Bar;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -90,8 +91,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .as_ref()
         .map(|p| move |path: &[u8]| p.matches(OsStr::from_bytes(path)));
 
+    ctx.audit
+        .begin("restore", args.target.display().to_string());
     let repo = ctx.open()?;
     let (id, snap) = repo.find_snapshot_filtered(spec, &args.filter.filter())?;
+    ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
+    if args.dry_run {
+        ctx.audit.detail("dry_run", true);
+    }
     let reader = repo.reader()?;
     // `/a//b/` and `a/b` both mean `/a/b`.
     let prefix: Vec<u8> = components(sub_path.as_bytes())

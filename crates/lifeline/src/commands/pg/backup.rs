@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use lifeline_repo::{Writer, DEFAULT_COMPRESSION};
 use lifeline_sources::postgres::backup::{self, BackedUp, BackupRequest};
 use lifeline_sources::postgres::catalog::keys;
+use lifeline_sources::postgres::tools::redact;
 
 use super::Pg;
 use crate::commands::backup::human_bytes;
@@ -12,6 +13,7 @@ use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::parse_tag;
 use crate::progress::Bar;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,6 +36,19 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
+    ctx.audit.begin("pg backup", redact(&args.db));
+    ctx.audit.detail("kind", "postgres");
+    ctx.audit.detail(
+        "job",
+        if args.incremental {
+            "incremental"
+        } else {
+            "full"
+        },
+    );
+    if let Some((_, source)) = args.tags.iter().find(|(k, _)| k == "source") {
+        ctx.audit.detail("source", source);
+    }
     let repo = ctx.open()?;
     let started = Instant::now();
     let writer = Writer::new(&repo, None, DEFAULT_COMPRESSION)?;
@@ -54,6 +69,8 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
     snapshot.tags = args.tags.into_iter().collect();
     snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
     let (id, snapshot) = writer.finish(snapshot)?;
+    ctx.audit.touch(recorder::Wrote, "snapshot", id.to_hex());
+    ctx.audit.detail("bytes_added", snapshot.summary.data_added);
 
     let s = &snapshot.summary;
     if ctx.json {

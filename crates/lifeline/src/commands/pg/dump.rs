@@ -15,6 +15,7 @@ use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::{parse_tag, SnapshotFilterArgs};
 use crate::progress::Bar;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct DumpArgs {
@@ -56,6 +57,11 @@ pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     // The data is as of the exported snapshot, taken right at the start.
     let start_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    ctx.audit.begin("pg dump", redact(&args.db));
+    ctx.audit.detail("kind", dump::KIND);
+    if let Some((_, source)) = args.tags.iter().find(|(k, _)| k == "source") {
+        ctx.audit.detail("source", source);
+    }
     let repo = ctx.open()?;
     let writer = Writer::new(&repo, None, DEFAULT_COMPRESSION)?;
     let bar = Bar::new(ctx.json, None);
@@ -71,6 +77,8 @@ pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {
     dumped.snapshot.tags = args.tags.into_iter().collect();
     dumped.snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
     let (id, snapshot) = writer.finish(dumped.snapshot)?;
+    ctx.audit.touch(recorder::Wrote, "snapshot", id.to_hex());
+    ctx.audit.detail("bytes_added", snapshot.summary.data_added);
 
     let s = &snapshot.summary;
     let field = |key: &str| snapshot.source.get(key).cloned().unwrap_or_default();
@@ -106,6 +114,7 @@ pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {
 }
 
 pub fn run_restore_dump(ctx: &Context, pg: &Pg, args: RestoreDumpArgs) -> anyhow::Result<u8> {
+    ctx.audit.begin("pg restore-dump", redact(&args.db));
     let repo = ctx.open()?;
     let (id, snap) = find_snapshot(
         &repo,
@@ -114,6 +123,7 @@ pub fn run_restore_dump(ctx: &Context, pg: &Pg, args: RestoreDumpArgs) -> anyhow
         "pg restore-dump",
         &args.filter,
     )?;
+    ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
     // Read before restoring: a damaged record should stop us before the target is touched.
     let recorded = Recorded::from_source(&snap.source)?;
     let reader = repo.reader()?;

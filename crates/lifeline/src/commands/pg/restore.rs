@@ -17,6 +17,7 @@ use crate::context::{print_json, Context};
 use crate::exit;
 use crate::options::SnapshotFilterArgs;
 use crate::progress::Bar;
+use crate::recorder;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -143,6 +144,9 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
     if !args.delta {
         restore::check_empty(&args.pgdata)?;
     }
+    ctx.audit
+        .begin("pg restore", args.pgdata.display().to_string());
+    ctx.audit.detail("target", target.to_string());
     let repo = ctx.open()?;
     let restore_command = restore_command(ctx)?;
     let filter = args.filter.filter();
@@ -167,6 +171,10 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
 
     let (plan, pgdata) = (&restored.plan, &restored.pgdata);
     let backup = plan.backup();
+    for b in &plan.chain {
+        ctx.audit.touch(recorder::Read, "snapshot", b.id.to_hex());
+    }
+    ctx.audit.detail("target", plan.target.to_string());
     let mut report = serde_json::json!({
         "pgdata": pgdata,
         "backup": backup.id.to_hex(),
