@@ -4,6 +4,7 @@
 //! and where copies go; the sources decide how data is captured.
 
 pub mod daemon;
+pub mod drill;
 pub mod forget;
 pub mod job;
 pub mod key_file;
