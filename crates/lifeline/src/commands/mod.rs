@@ -5,6 +5,7 @@ pub mod check;
 pub mod copy;
 pub mod daemon;
 pub mod diff;
+pub mod drill;
 pub mod dump;
 pub mod find;
 pub mod forget;
@@ -50,5 +51,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Run(args) => run::run(&ctx, args),
         Command::Daemon(args) => daemon::run(&ctx, args),
+        Command::Drill(args) => drill::run(&ctx, args),
     }
 }
