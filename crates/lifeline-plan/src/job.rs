@@ -183,7 +183,7 @@ pub fn run(
 }
 
 /// The source contract's implementation for a plan source.
-fn build(
+pub(crate) fn build(
     source: &SourceDef,
     job: JobKind,
     bin_dir: Option<PathBuf>,

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod compliance;
 pub mod daemon;
+pub mod drill;
 pub mod forget;
 pub mod job;
 pub mod key_file;

@@ -76,6 +76,7 @@ pub struct Metrics {
     wal_lag: Family<SourceLabels, GaugeF>,
     verified: Family<SourceLabels, GaugeF>,
     verified_restore: Family<SourceLabels, GaugeF>,
+    drill_rto: Family<SourceLabels, GaugeF>,
     running: Family<SourceLabels, GaugeF>,
     repository_size: Family<RepoLabels, GaugeF>,
     seed_completion: Family<DatabaseLabels, GaugeF>,
@@ -108,6 +109,7 @@ impl Metrics {
             wal_lag: Family::default(),
             verified: Family::default(),
             verified_restore: Family::default(),
+            drill_rto: Family::default(),
             running: Family::default(),
             repository_size: Family::default(),
             seed_completion: Family::default(),
@@ -183,6 +185,11 @@ impl Metrics {
             "lifeline_last_verified_restore_timestamp_seconds",
             "Unix time of the source's last successful restore drill",
             m.verified_restore.clone(),
+        );
+        r.register(
+            "lifeline_drill_rto_seconds",
+            "Recovery time the source's newest restore drill achieved, start to verified target",
+            m.drill_rto.clone(),
         );
         r.register(
             "lifeline_job_running",
@@ -306,6 +313,15 @@ impl Metrics {
                     repository: repository.clone(),
                 })
                 .set(*bytes as f64);
+        }
+        for (name, d) in &survey.drills {
+            let labels = labels_of(plan, name);
+            if let Some(t) = d.last_passed {
+                self.verified_restore.get_or_create(&labels).set(seconds(t));
+            }
+            if let Some(rto) = d.rto_seconds {
+                self.drill_rto.get_or_create(&labels).set(rto);
+            }
         }
         let Ok(mut points) = self.points.lock() else {
             return;

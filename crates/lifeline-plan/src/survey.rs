@@ -1,6 +1,6 @@
 //! What the repository says about each plan source: its newest recovery point, how far each copy
-//! is behind, the WAL archive's age, the repository's size. The daemon surveys after every job and
-//! once a minute; `run --metrics-file` surveys its one source.
+//! is behind, the WAL archive's age, its newest restore drills, the repository's size. The daemon
+//! surveys after every job and once a minute; `run --metrics-file` surveys its one source.
 
 use std::collections::BTreeMap;
 
@@ -22,9 +22,20 @@ pub struct SourceSurvey {
     pub copy_lag: BTreeMap<String, f64>,
 }
 
+/// A source's restore drills, from their records.
+#[derive(Debug, Clone, Default)]
+pub struct DrillSurvey {
+    /// When the newest drill that passed finished.
+    pub last_passed: Option<DateTime<Utc>>,
+    /// The RTO the newest drill achieved, passed or not.
+    pub rto_seconds: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Survey {
     pub sources: BTreeMap<String, SourceSurvey>,
+    /// Source → its drills; only sources with a drill record appear.
+    pub drills: BTreeMap<String, DrillSurvey>,
     /// Repository URL → bytes stored (packs, indexes, WAL).
     pub repository_bytes: BTreeMap<String, u64>,
 }
@@ -133,5 +144,34 @@ pub fn survey(
         }
         out.sources.insert(source.name.clone(), s);
     }
+    out.drills = drills(plan, repo);
     Ok(out)
+}
+
+/// The newest drill and newest passed drill of each plan source. Drill records are evidence, not
+/// something a survey depends on: a repository whose records cannot be listed has no drill figures.
+fn drills(plan: &Plan, repo: &Repository) -> BTreeMap<String, DrillSurvey> {
+    let newest = match crate::drill::newest_records(repo) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("survey of drill records: {e:#}");
+            return BTreeMap::new();
+        }
+    };
+    newest
+        .into_iter()
+        .filter(|(source, _)| plan.source(source).is_some())
+        .map(|(source, (last, passed))| {
+            let last_passed = passed.and_then(|r| {
+                DateTime::parse_from_rfc3339(&r.finished)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            });
+            let survey = DrillSurvey {
+                last_passed,
+                rto_seconds: Some(last.rto_seconds),
+            };
+            (source, survey)
+        })
+        .collect()
 }

@@ -374,7 +374,9 @@ fn source_keys() -> Vec<String> {
 }
 
 /// Keys every source has, whatever its kind (as `plan check` names them).
-const COMMON_SOURCE_KEYS: [&str; 6] = ["name", "kind", "class", "schedule", "timezone", "tags"];
+const COMMON_SOURCE_KEYS: [&str; 7] = [
+    "name", "kind", "class", "schedule", "timezone", "tags", "drill",
+];
 
 /// The part of `markdown` under the first heading holding `marker`, down to the next heading of
 /// the same or a higher level.

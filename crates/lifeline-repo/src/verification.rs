@@ -1,6 +1,6 @@
-//! Verification records (format.md §12): what `check --read-data` and its rotating subsets proved,
-//! per snapshot, so that retention can keep the newest verified backups and subset runs cover every
-//! pack over a cycle.
+//! Verification records (format.md §12): what `check --read-data`, its rotating subsets and restore
+//! drills proved, per snapshot, so that retention can keep the newest verified backups and subset
+//! runs cover every pack over a cycle.
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,6 +18,9 @@ pub enum Scope {
     All,
     /// A share of the packs, rotating (`check --read-data-subset`).
     Subset,
+    /// The snapshots were restored into a scratch target and proven usable (`drill`); no pack is
+    /// listed, as a restore reads only the blobs the snapshots need.
+    Restore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +178,25 @@ pub fn save(repo: &Repository, record: VerificationRecord) -> Result<Id> {
     record::save(repo, &record)
 }
 
+/// The record of a restore drill that proved `snapshots` usable: they count as verified for
+/// `--keep-verified` from now on.
+pub fn restored(snapshots: &[Id]) -> VerificationRecord {
+    VerificationRecord {
+        stamp: Stamp::now(VerificationRecord::TYPE),
+        scope: Scope::Restore,
+        cycle: 0,
+        complete: false,
+        packs: Vec::new(),
+        snapshots: snapshots
+            .iter()
+            .map(|id| SnapshotResult {
+                id: *id,
+                result: Outcome::Ok,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +214,27 @@ mod tests {
                 snapshots: Vec::new(),
             },
         }
+    }
+
+    #[test]
+    fn a_restore_drill_verifies_its_snapshots_without_touching_subset_cycles() {
+        let packs: Vec<Id> = (1..=4).map(|b| Id([b; 32])).collect();
+        let drilled = Id([9; 32]);
+        let v = Verifications {
+            records: vec![
+                subset_record(1, &[1, 2], false),
+                Stored {
+                    id: Id([7; 32]),
+                    stored: std::time::UNIX_EPOCH,
+                    record: restored(&[drilled]),
+                },
+            ],
+        };
+        let latest = v.latest();
+        assert_eq!(latest[&drilled].scope, Scope::Restore);
+        assert_eq!(latest[&drilled].result, Outcome::Ok);
+        let plan = v.plan_subset(&packs, 50.0);
+        assert_eq!((plan.cycle, plan.covered), (1, 2), "drills read no packs");
     }
 
     #[test]

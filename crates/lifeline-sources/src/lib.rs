@@ -2,6 +2,7 @@
 //! Sources speak to the repository only through its `Writer` and `BlobReader`.
 
 pub mod command;
+pub mod drill;
 pub mod files;
 pub mod postgres;
 mod read_ahead;

@@ -1,6 +1,6 @@
 //! The contract every kind of source meets, so `lifeline run`, the daemon and restore drills call
-//! one interface: capture into an unsaved snapshot, and verify what a snapshot holds. Each kind's
-//! module does the work; this names it.
+//! one interface: capture into an unsaved snapshot, verify what a snapshot holds, and drill a
+//! restore of it. Each kind's module does the work; this names it.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,8 +11,9 @@ use lifeline_repo::{Id, Repository, Writer};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::drill::{DrillRequest, Drilled};
 use crate::postgres::{self, tools::Tools};
-use crate::{command, files, Progress};
+use crate::{command, drill, files, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -43,6 +44,15 @@ pub trait Source: Send + Sync {
         writer: &Writer<'_>,
         progress: &dyn Progress,
     ) -> Result<Captured, Error>;
+    /// Restore `request.snapshot` (a snapshot this kind wrote) into `request.scratch`, prove the
+    /// result usable, and remove it again. A step that fails is recorded in the result, not
+    /// returned as an error: the drill goes on to clean up and the caller records what happened.
+    fn drill(
+        &self,
+        repo: &Repository,
+        request: &DrillRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Drilled, Error>;
 }
 
 /// Files and directories, incremental against the newest snapshot of the same paths and host.
@@ -97,6 +107,15 @@ impl Source for FilesSource {
             excluded: result.excluded,
         })
     }
+
+    fn drill(
+        &self,
+        repo: &Repository,
+        request: &DrillRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Drilled, Error> {
+        Ok(drill::files::drill(repo, request, progress)?)
+    }
 }
 
 /// A program's standard output.
@@ -130,6 +149,16 @@ impl Source for CommandSource {
             excluded: 0,
         })
     }
+
+    /// The captured output is a file in the snapshot's tree: drilled as files are.
+    fn drill(
+        &self,
+        repo: &Repository,
+        request: &DrillRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Drilled, Error> {
+        Ok(drill::files::drill(repo, request, progress)?)
+    }
 }
 
 /// A PostgreSQL physical base backup, full or (17+) incremental; the WAL arrives by archive_command.
@@ -156,11 +185,63 @@ impl Source for BaseBackupSource {
             incremental: self.incremental,
             wal_timeout: self.wal_timeout,
         };
-        let backed_up = postgres::backup::backup(repo, writer, &request, &*self.tools, progress)?;
+        // Counted before the backup starts, so a drill can compare the restored tables with them.
+        let counts = row_counts(&self.url);
+        let mut backed_up =
+            postgres::backup::backup(repo, writer, &request, &*self.tools, progress)?;
+        if let Some(counts) = counts {
+            backed_up
+                .snapshot
+                .source
+                .insert(postgres::dump::source::ROW_COUNTS.into(), counts);
+        }
         Ok(Captured {
             snapshot: backed_up.snapshot,
             excluded: 0,
         })
+    }
+
+    fn drill(
+        &self,
+        repo: &Repository,
+        request: &DrillRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Drilled, Error> {
+        Ok(drill::postgres::drill(
+            repo,
+            request,
+            &*self.tools,
+            progress,
+        )?)
+    }
+}
+
+/// The row count of every table in the user schemas of the database at `url`, as JSON (the same
+/// record a dump keeps). Counting is a courtesy to drills: a role that may replicate but not read
+/// the tables still gets its backup, without the counts (logged).
+fn row_counts(url: &str) -> Option<String> {
+    let counted = postgres::tools::connect(url).and_then(|mut client| {
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| postgres::Error::db("starting the row counts", e))?;
+        let counts = postgres::dump::row_counts(&mut tx, &[])?;
+        tx.commit()
+            .map_err(|e| postgres::Error::db("ending the row counts", e))?;
+        Ok(counts)
+    });
+    match counted.map(|c| serde_json::to_string(&c)) {
+        Ok(Ok(json)) => Some(json),
+        Ok(Err(e)) => {
+            tracing::warn!("the row counts could not be encoded: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("the base backup records no row counts: {e}");
+            None
+        }
     }
 }
 
@@ -193,6 +274,21 @@ impl Source for DumpSource {
             snapshot: dumped.snapshot,
             excluded: 0,
         })
+    }
+
+    fn drill(
+        &self,
+        repo: &Repository,
+        request: &DrillRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Drilled, Error> {
+        Ok(drill::dump::drill(
+            repo,
+            request,
+            self.jobs,
+            &*self.tools,
+            progress,
+        )?)
     }
 }
 

@@ -75,6 +75,8 @@ pub enum Command {
     Run(commands::run::Args),
     /// Run the plan's schedules; serve /metrics, the status page and /api/status
     Daemon(commands::daemon::Args),
+    /// Restore drills: restore into a scratch target, prove it usable, measure RTO/RPO against the tier
+    Drill(commands::drill::Args),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery, logical dumps
     Pg(commands::pg::Args),
     /// The audit trail: verify its chain and seals, read it

@@ -222,7 +222,7 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                     .line(&[Seg::Key("sources"), Seg::Index(i), Seg::Key(key)]),
                 message: format!("source {name:?} has an unknown key {key:?}"),
                 fix: format!(
-                    "remove it or correct its spelling; a {} source knows name, kind, class, schedule, timezone, tags, {}",
+                    "remove it or correct its spelling; a {} source knows name, kind, class, schedule, timezone, tags, drill, {}",
                     source.kind.as_str(),
                     source.kind.own_keys().join(", ")
                 ),
@@ -304,6 +304,14 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                 "use base_backup = { full = \"0 2 * * *\", incremental = \"0 * * * *\" } alone",
             );
         }
+        if let Err(e) = plan.drill_schedule(source) {
+            c.add(
+                &at("drill"),
+                format!("source {name:?}: drill schedule {e}"),
+                "five fields (minute hour day month weekday) or six with seconds first, e.g. drill = \"0 4 * * 0\" (Sundays 04:00); see docs/drills.md",
+            );
+        }
+        sql_checks(c, i, source);
         if let Err(e) = plan.schedules(source) {
             let key = if source.base_backup.is_some() && source.schedule.is_none() {
                 "base_backup"
@@ -313,6 +321,49 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                 "schedule"
             };
             c.add(&at(key), format!("source {name:?}: {e}"), "five fields (minute hour day month weekday) or six with seconds first; see docs/plan.md");
+        }
+    }
+}
+
+/// The drill's queries: each named once, with a statement to run.
+fn sql_checks(c: &mut Checker<'_>, i: usize, source: &super::SourceDef) {
+    let mut names = HashSet::new();
+    for (j, check) in source.checks.iter().enumerate() {
+        let at = |key: &'static str| {
+            [
+                Seg::Key("sources"),
+                Seg::Index(i),
+                Seg::Key("checks"),
+                Seg::Index(j),
+                Seg::Key(key),
+            ]
+        };
+        let source_name = &source.name;
+        if check.name.trim().is_empty() {
+            c.add(
+                &at("name"),
+                format!("check #{} of source {source_name:?} has no name", j + 1),
+                "name it: it labels the check in drill records, e.g. name = \"users\"",
+            );
+        } else if !names.insert(check.name.as_str()) {
+            c.add(
+                &at("name"),
+                format!(
+                    "source {source_name:?} has two checks named {:?}",
+                    check.name
+                ),
+                "give each check its own name",
+            );
+        }
+        if check.sql.trim().is_empty() {
+            c.add(
+                &at("sql"),
+                format!(
+                    "check {:?} of source {source_name:?} has no query",
+                    check.name
+                ),
+                "give one statement whose first column is the answer, e.g. sql = \"SELECT count(*) FROM chatbot_auth.users\"",
+            );
         }
     }
 }
@@ -331,6 +382,7 @@ fn set_keys(s: &super::SourceDef) -> Vec<&'static str> {
         ("wal_timeout", s.wal_timeout.is_some()),
         ("schemas", !s.schemas.is_empty()),
         ("jobs", s.jobs.is_some()),
+        ("checks", !s.checks.is_empty()),
         ("command", s.command.is_some()),
         ("filename", s.filename.is_some()),
         ("timeout", s.timeout.is_some()),

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lifeline_sources::drill::SqlCheck;
 use serde::Deserialize;
 
 pub use check::{check, Problem};
@@ -128,8 +129,8 @@ impl SourceKind {
                 "exclude_caches",
                 "one_file_system",
             ],
-            SourceKind::Postgres => &["db", "base_backup", "wal_timeout"],
-            SourceKind::PostgresDump => &["db", "schemas", "jobs"],
+            SourceKind::Postgres => &["db", "base_backup", "wal_timeout", "checks"],
+            SourceKind::PostgresDump => &["db", "schemas", "jobs", "checks"],
             SourceKind::Command => &["command", "filename", "timeout"],
         }
     }
@@ -151,6 +152,9 @@ pub struct SourceDef {
     /// Tags added to every snapshot of this source, besides `source=NAME`.
     #[serde(default, deserialize_with = "tags_from_text")]
     pub tags: Vec<(String, String)>,
+    /// Cron expression of the source's restore drill (`lifeline drill`), read in `timezone`.
+    #[serde(default)]
+    pub drill: Option<String>,
 
     // files
     #[serde(default)]
@@ -174,6 +178,9 @@ pub struct SourceDef {
     /// postgres-dump: `pg_dump --jobs`.
     #[serde(default)]
     pub jobs: Option<u32>,
+    /// postgres, postgres-dump: queries a drill asks of the restored database.
+    #[serde(default)]
+    pub checks: Vec<SqlCheck>,
 
     // command
     /// Run with `sh -c`; its standard output is stored.
@@ -363,6 +370,16 @@ impl Plan {
             }
         }
         Ok(out)
+    }
+
+    /// A source's drill schedule (`drill = "…"`), read in its time zone; `None` without one.
+    pub fn drill_schedule(&self, source: &SourceDef) -> Result<Option<Schedule>, String> {
+        let tz = source.timezone.as_deref().unwrap_or(&self.daemon.timezone);
+        source
+            .drill
+            .as_deref()
+            .map(|expr| Schedule::parse(expr, tz))
+            .transpose()
     }
 }
 

@@ -129,3 +129,70 @@ fn a_missing_key_source_is_a_problem() {
     let p = problems(&text).join("\n");
     assert!(p.contains("[repository] has no key source"), "{p}");
 }
+
+#[test]
+fn drill_schedules_and_checks_are_read_and_checked_with_their_lines() {
+    let text = r#"[repository]
+url = "/srv/lifeline/repo"
+key = { password_command = "cat /etc/lifeline/password" }
+
+[tiers]
+tier1 = { rto = "15m", rpo = "5m" }
+
+[classes.db]
+tier = "tier1"
+
+[[sources]]
+name = "app"
+kind = "postgres"
+class = "db"
+db = "postgresql://backup@db/app"
+drill = "0 4 * * 0"
+checks = [
+  { name = "users", sql = "SELECT count(*) FROM chatbot_auth.users", expect = "42" },
+  { name = "audit", sql = "SELECT count(*) FROM audit_logs" },
+]
+
+[[sources]]
+name = "docs"
+kind = "files"
+class = "db"
+paths = ["/srv/uploads"]
+drill = "0 4 * *"
+checks = [{ name = "x", sql = "SELECT 1" }]
+
+[[sources]]
+name = "dump"
+kind = "postgres-dump"
+class = "db"
+db = "postgresql://backup@db/app"
+checks = [
+  { name = "same", sql = "SELECT 1" },
+  { name = "same", sql = " " },
+]
+"#;
+    let plan = Plan::parse(Path::new("plan.toml"), text).expect("parses");
+    let app = &plan.sources[0];
+    assert_eq!(app.checks.len(), 2);
+    assert_eq!(app.checks[0].expect.as_deref(), Some("42"));
+    assert_eq!(app.checks[1].expect, None);
+    let schedule = plan.drill_schedule(app).expect("valid").expect("set");
+    assert_eq!(schedule.expression(), "0 4 * * 0");
+    assert!(plan
+        .drill_schedule(&plan.sources[2])
+        .expect("none")
+        .is_none());
+    assert_eq!(
+        problems(text),
+        [
+            "plan.toml:28: source \"docs\" is kind files, which has no \"checks\" (fix: remove it, or change the kind; files takes paths, exclude, exclude_file, exclude_caches, one_file_system)",
+            "plan.toml:27: source \"docs\": drill schedule \"0 4 * *\" has 4 field(s): a schedule has five (minute hour day month weekday) or six (second first) (fix: five fields (minute hour day month weekday) or six with seconds first, e.g. drill = \"0 4 * * 0\" (Sundays 04:00); see docs/drills.md)",
+            "plan.toml:37: source \"dump\" has two checks named \"same\" (fix: give each check its own name)",
+            "plan.toml:37: check \"same\" of source \"dump\" has no query (fix: give one statement whose first column is the answer, e.g. sql = \"SELECT count(*) FROM chatbot_auth.users\")",
+        ]
+    );
+    // A check with a key it does not know is refused when the plan is read.
+    let bad = text.replace("expect = \"42\"", "expected = \"42\"");
+    let err = Plan::parse(Path::new("plan.toml"), &bad).expect_err("unknown key");
+    assert!(err.to_string().contains("expected"), "{err}");
+}

@@ -6,6 +6,7 @@ pub mod check;
 pub mod copy;
 pub mod daemon;
 pub mod diff;
+pub mod drill;
 pub mod dump;
 pub mod find;
 pub mod forget;
@@ -64,5 +65,6 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::Audit(args) => audit::run(ctx, args),
         Command::RecoveryPlan(args) => recovery_plan::run(ctx, args),
         Command::Report(args) => report::run(ctx, args),
+        Command::Drill(args) => drill::run(ctx, args),
     }
 }
