@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use lifeline_repo::audit::{Access, EventResult};
 use lifeline_repo::drill::{self, Check, CheckResult, DrillRecord};
 use lifeline_repo::record::{Record as _, Stamp};
 use lifeline_repo::snapshot::Snapshot;
@@ -38,6 +39,9 @@ pub struct DrillOptions<'a> {
     /// wal-fetch %f %p`): the binary knows its own path and the plan's, this layer does not.
     pub restore_command: Option<&'a str>,
     pub timeout: Duration,
+    /// A recovery-point group: the sources are drilled together (to `time`), each record names it
+    /// and the report gives the group's RTO.
+    pub group: Option<&'a str>,
 }
 
 impl Default for DrillOptions<'_> {
@@ -48,6 +52,7 @@ impl Default for DrillOptions<'_> {
             pg_bin: None,
             restore_command: None,
             timeout: DEFAULT_TIMEOUT,
+            group: None,
         }
     }
 }
@@ -70,6 +75,10 @@ pub struct DrillReport {
     /// Every drill passed.
     pub passed: bool,
     pub sources: Vec<SourceDrill>,
+    /// With `--group`: its name and the time from the first drill's start to the last one's
+    /// verified target (the sources are restored one after another).
+    pub group: Option<String>,
+    pub group_rto_seconds: Option<f64>,
 }
 
 impl DrillReport {
@@ -102,13 +111,23 @@ pub fn drill(
         bail!("a snapshot ID names one source's snapshot: drill one source with it");
     }
     let repo = open::open(&plan.repository)?;
-    let drills: Vec<SourceDrill> = sources
-        .into_iter()
-        .map(|source| drill_source(plan, &repo, source, options, progress))
-        .collect();
+    let clock = Instant::now();
+    let mut drills: Vec<SourceDrill> = Vec::new();
+    // The last drill's cleanup is not part of the group's recovery.
+    let mut group_rto = 0.0;
+    for source in sources {
+        let drill = drill_source(plan, &repo, source, options, progress);
+        group_rto = clock.elapsed().as_secs_f64() - cleanup_of(&drill.record);
+        for warning in audit_drill(&repo, plan, &drill) {
+            tracing::warn!("{warning}");
+        }
+        drills.push(drill);
+    }
     Ok(DrillReport {
         passed: drills.iter().all(|d| d.passed),
         sources: drills,
+        group: options.group.map(String::from),
+        group_rto_seconds: options.group.map(|_| group_rto.max(0.0)),
     })
 }
 
@@ -129,7 +148,7 @@ pub fn drill_source(
         stamp: Stamp::now(DrillRecord::TYPE),
         source: source.name.clone(),
         kind: source.kind.as_str().into(),
-        group: None,
+        group: options.group.map(String::from),
         tier: tier.as_ref().map(|(name, _, _)| name.clone()),
         snapshot: String::new(),
         recovery_point: String::new(),
@@ -206,6 +225,56 @@ pub fn drill_source(
         passed: reasons.is_empty(),
         reasons,
         record,
+    }
+}
+
+/// Seconds the drill's cleanup step took (not part of any recovery time).
+fn cleanup_of(record: &DrillRecord) -> f64 {
+    record
+        .steps
+        .iter()
+        .filter(|s| s.name == lifeline_sources::drill::CLEANUP)
+        .map(|s| s.seconds)
+        .sum()
+}
+
+/// The audit record of one drill: the snapshot it read, the drill record it wrote, its figures.
+fn audit_drill(repo: &Repository, plan: &Plan, drill: &SourceDrill) -> Vec<String> {
+    let record = &drill.record;
+    let mut event = lifeline_repo::audit::Event::new("drill", &drill.source);
+    event.detail("source", &drill.source);
+    event.detail("kind", &record.kind);
+    if let Some(tier) = &record.tier {
+        event.detail("tier", tier);
+    }
+    if let Some(group) = &record.group {
+        event.detail("group", group);
+    }
+    event.detail("passed", drill.passed);
+    event.detail("rto_seconds", record.rto_seconds);
+    event.detail("rpo_seconds", record.rpo_seconds);
+    if let Some(t) = record.rto_target_seconds {
+        event.detail("rto_target_seconds", t);
+    }
+    if let Some(t) = record.rpo_target_seconds {
+        event.detail("rpo_target_seconds", t);
+    }
+    if !record.snapshot.is_empty() {
+        event.touch(Access::Read, "snapshot", &record.snapshot);
+    }
+    if let Some(id) = &drill.record_id {
+        event.touch(Access::Wrote, "drill", id);
+    }
+    if !drill.passed {
+        event.result = EventResult::Failed;
+        event.error = Some(drill.reasons.join("; "));
+    }
+    match crate::audit::record(repo, &event, &plan.audit) {
+        Ok(recorded) => recorded.warnings,
+        Err(e) => vec![format!(
+            "the audit record of the drill of {} was not written: {e}",
+            drill.source
+        )],
     }
 }
 

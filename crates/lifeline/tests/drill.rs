@@ -425,6 +425,54 @@ fn files_and_command_drills_read_every_file_back_and_a_flipped_byte_names_its_pa
     assert_eq!(record["rpo_target_seconds"], Value::Null);
     assert!(json_str(check(record, "files"), "message").starts_with("all 22 file(s)"));
 
+    // A recovery-point group: both sources to their points for now, one RTO for the group; each
+    // drill is on the audit record with the drill record it wrote.
+    let now = chrono::Utc::now().to_rfc3339();
+    let out = lifeline(
+        &repo,
+        &plan,
+        &[
+            "--json",
+            "drill",
+            "docs",
+            "state",
+            "--group",
+            "full-system",
+            "--time",
+            &now,
+        ],
+    );
+    out.assert_success();
+    let report = out.json();
+    assert_eq!(report["group"], "full-system");
+    let group_rto = report["group_rto_seconds"].as_f64().unwrap();
+    let rtos: f64 = report["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["record"]["rto_seconds"].as_f64().unwrap())
+        .sum();
+    assert!(group_rto >= rtos * 0.99, "{report:#}");
+    for s in report["sources"].as_array().unwrap() {
+        assert_eq!(s["record"]["group"], "full-system");
+    }
+    let log = lifeline(&repo, &plan, &["audit", "log", "--json"]).json();
+    let drills: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "drill")
+        .collect();
+    assert_eq!(drills.len(), 5, "{log:#}");
+    let last = drills.last().unwrap();
+    assert_eq!(last["details"]["group"], "full-system");
+    assert_eq!(last["result"], "ok");
+    assert!(last["touched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["kind"] == "drill" && t["id"] == report["sources"][1]["record_id"]));
+
     // A source never backed up cannot be drilled, and says so.
     let out = lifeline(&repo, &plan, &["drill", "never"]);
     out.assert_code(EXIT_FATAL)
@@ -440,12 +488,26 @@ fn files_and_command_drills_read_every_file_back_and_a_flipped_byte_names_its_pa
         error.contains("step restore failed") && error.contains(&flipped.name()),
         "{failed:#}"
     );
+    let flipped_name = flipped.name();
     flipped.restore();
     let records = drill_records(&repo.path);
     assert_eq!(
         records.iter().filter(|(_, r)| r.passed).count(),
-        3,
+        5,
         "{records:#?}"
     );
     assert_eq!(records.iter().filter(|(_, r)| !r.passed).count(), 2);
+    let log = lifeline(&repo, &plan, &["audit", "log", "--json"]).json();
+    let failed = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["action"] == "drill")
+        .unwrap();
+    assert_eq!(failed["result"], "failed");
+    assert!(
+        json_str(failed, "error").contains(&flipped_name),
+        "{failed:#}"
+    );
 }

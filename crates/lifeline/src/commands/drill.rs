@@ -38,6 +38,11 @@ pub struct Args {
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
 
+    /// Drill the sources together as a recovery-point group named NAME (with --time: each to its
+    /// point for that time, as `recovery-plan` lists them) and report the group's RTO
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+
     /// Directory of PostgreSQL's programs (initdb, pg_ctl, pg_restore, pg_amcheck)
     #[arg(long, env = "LIFELINE_PG_BIN", value_name = "DIR")]
     pg_bin: Option<PathBuf>,
@@ -73,6 +78,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         pg_bin: args.pg_bin.as_deref(),
         restore_command: Some(&restore_command),
         timeout: args.timeout,
+        group: args.group.as_deref(),
     };
     let bar = Bar::new(ctx.json, None);
     let report = drill::drill(&plan, &names, &options, &bar);
@@ -82,6 +88,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         print_json(&report)?;
     } else {
         print_report(&report);
+        if let (Some(group), Some(rto)) = (&report.group, report.group_rto_seconds) {
+            println!(
+                "\ngroup {group}: {} source(s) restored and verified in {}",
+                report.sources.len(),
+                duration_text(rto)
+            );
+        }
     }
     Ok(if report.passed { exit::OK } else { exit::FATAL })
 }
