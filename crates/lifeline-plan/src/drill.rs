@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::job::{self, source_filter};
 use crate::open;
 use crate::plan::{JobKind, Plan, SourceDef};
+use crate::report::{JobReport, Outcome};
 
 /// How long a restored server may take to start and recover, unless the caller says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -129,6 +130,38 @@ pub fn drill(
         group: options.group.map(String::from),
         group_rto_seconds: options.group.map(|_| group_rto.max(0.0)),
     })
+}
+
+/// A drill as a job of the plan (`lifeline run SOURCE --job drill`, what the daemon's drill
+/// schedule runs): the same drill, reported like a backup job.
+pub fn job(
+    plan: &Plan,
+    source: &SourceDef,
+    options: &DrillOptions<'_>,
+    progress: &dyn Progress,
+) -> JobReport {
+    let started = Utc::now();
+    let mut report = job::started_report(plan, &source.name, JobKind::Drill, started);
+    match drill(plan, std::slice::from_ref(&source.name), options, progress) {
+        Ok(drilled) => {
+            if let Some(d) = drilled.sources.first() {
+                report.snapshot =
+                    (!d.record.snapshot.is_empty()).then(|| d.record.snapshot.clone());
+                report.verified = Some(d.passed);
+                if !d.passed {
+                    report.outcome = Outcome::Failure;
+                    report.message = Some(d.reasons.join("; "));
+                }
+            }
+        }
+        Err(e) => {
+            report.outcome = Outcome::Failure;
+            report.message = Some(format!("{e:#}"));
+        }
+    }
+    report.finished = time_text(Utc::now());
+    report.duration_seconds = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+    report
 }
 
 /// Drill one source in an opened repository: restore, check, judge, record.

@@ -921,6 +921,50 @@ fn a_missed_schedule_runs_once_after_restart() {
     daemon.stop();
 }
 
+/// A source's `drill` schedule: the daemon drills it like a job (a child `lifeline run --job
+/// drill`), exports the drill's time and RTO, and leaves the drill on the audit record.
+#[test]
+fn the_daemon_drills_a_source_on_its_drill_schedule() {
+    let lab = Lab::new("drill");
+    let data = lab.data_dir("data");
+    lab.write_plan(&format!(
+        "[[sources]]\nname = \"docs\"\nkind = \"files\"\nclass = \"keep\"\n\
+         paths = [{:?}]\ndrill = \"*/2 * * * * *\"\n",
+        s(&data)
+    ));
+    lab.lifeline(&["run", "docs"]).assert_success();
+    let mut daemon = lab.start_daemon();
+    let drilled_at = wait_for(
+        Duration::from_secs(60),
+        "a drill to pass",
+        || {
+            daemon
+                .metrics()
+                .value(
+                    "lifeline_last_verified_restore_timestamp_seconds",
+                    &[("source", "docs")],
+                )
+                .filter(|t| *t > 0.0)
+        },
+        || daemon.log_tail(),
+    );
+    assert!((now_secs() - drilled_at).abs() < 60.0, "{drilled_at}");
+    let m = daemon.metrics();
+    assert!(m.get("lifeline_drill_rto_seconds", &[("source", "docs")]) > 0.0);
+    assert_eq!(m.failures("docs"), 0.0, "{}", m.0);
+    daemon.stop();
+    // Only the backup made a snapshot; the drills are on the record.
+    assert_eq!(lab.snapshots_of("docs").len(), 1);
+    let log = lab.lifeline(&["audit", "log", "--json"]).json();
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "drill" && r["result"] == "ok"),
+        "{log:#}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. SIGHUP: a bad plan is refused, a good one is taken
 // ---------------------------------------------------------------------------

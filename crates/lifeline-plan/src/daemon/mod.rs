@@ -201,7 +201,10 @@ impl Daemon {
             for js in plan.schedules(source).map_err(anyhow::Error::msg)? {
                 let key = (source.name.clone(), js.job);
                 let next = js.schedule.next_after(now);
-                let when = if at_start {
+                // A drill leaves no snapshot to judge a missed slot by: it waits for its next one.
+                let when = if at_start && js.job == JobKind::Drill {
+                    next
+                } else if at_start {
                     match last.get(&key) {
                         Some(t) if js.schedule.next_after(*t).is_some_and(|n| n > now) => next,
                         _ => {

@@ -304,6 +304,7 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                 "use base_backup = { full = \"0 2 * * *\", incremental = \"0 * * * *\" } alone",
             );
         }
+        let drill_bad = plan.drill_schedule(source).is_err();
         if let Err(e) = plan.drill_schedule(source) {
             c.add(
                 &at("drill"),
@@ -312,7 +313,13 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
             );
         }
         sql_checks(c, i, source);
-        if let Err(e) = plan.schedules(source) {
+        // `schedules` includes the drill's: a bad one is reported once, above.
+        let schedules = if drill_bad {
+            Ok(Vec::new())
+        } else {
+            plan.schedules(source)
+        };
+        if let Err(e) = schedules {
             let key = if source.base_backup.is_some() && source.schedule.is_none() {
                 "base_backup"
             } else if source.timezone.is_some() && e.contains("time zone") {

@@ -274,6 +274,8 @@ pub enum JobKind {
     Backup,
     Full,
     Incremental,
+    /// A restore drill (`lifeline drill`), on the source's `drill` schedule.
+    Drill,
 }
 
 impl JobKind {
@@ -282,6 +284,7 @@ impl JobKind {
             JobKind::Backup => "backup",
             JobKind::Full => "full",
             JobKind::Incremental => "incremental",
+            JobKind::Drill => "drill",
         }
     }
 
@@ -290,8 +293,9 @@ impl JobKind {
             "backup" => Ok(JobKind::Backup),
             "full" => Ok(JobKind::Full),
             "incremental" => Ok(JobKind::Incremental),
+            "drill" => Ok(JobKind::Drill),
             _ => Err(format!(
-                "{text:?} is not a job: give backup, full or incremental"
+                "{text:?} is not a job: give backup, full, incremental or drill"
             )),
         }
     }
@@ -368,6 +372,9 @@ impl Plan {
             if let Some(i) = &b.incremental {
                 add(JobKind::Incremental, i)?;
             }
+        }
+        if let Some(d) = &source.drill {
+            add(JobKind::Drill, d)?;
         }
         Ok(out)
     }

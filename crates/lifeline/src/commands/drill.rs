@@ -100,7 +100,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 }
 
 /// The command a restored server fetches WAL with: this program, reading this plan.
-fn restore_command(plan: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn restore_command(plan: &std::path::Path) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let words = [

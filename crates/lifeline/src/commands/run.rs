@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
+use lifeline_plan::drill::{self, DrillOptions};
 use lifeline_plan::job;
 use lifeline_plan::metrics::Metrics;
 use lifeline_plan::plan::{JobKind, Plan};
@@ -65,14 +66,28 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             );
         };
         let job = args.job.unwrap_or_else(|| source.default_job());
-        if source.kind != lifeline_plan::plan::SourceKind::Postgres && job != JobKind::Backup {
+        if source.kind != lifeline_plan::plan::SourceKind::Postgres
+            && !matches!(job, JobKind::Backup | JobKind::Drill)
+        {
             bail!(
-                "source {name:?} is kind {}: its only job is `backup`",
+                "source {name:?} is kind {}: its jobs are `backup` and `drill`",
                 source.kind.as_str()
             );
         }
         let bar = Bar::new(ctx.json, None);
-        let report = job::run(&plan, source, job, args.pg_bin.as_deref(), &bar);
+        let report = if job == JobKind::Drill {
+            // The daemon's drill schedule comes here, so a drill is a job like the others: one
+            // report, metrics, notifications on failure.
+            let restore_command = super::drill::restore_command(&path)?;
+            let options = DrillOptions {
+                pg_bin: args.pg_bin.as_deref(),
+                restore_command: Some(&restore_command),
+                ..DrillOptions::default()
+            };
+            drill::job(&plan, source, &options, &bar)
+        } else {
+            job::run(&plan, source, job, args.pg_bin.as_deref(), &bar)
+        };
         bar.finish();
         if !ctx.json {
             print_report(&report);
