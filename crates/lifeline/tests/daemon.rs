@@ -933,7 +933,7 @@ fn the_daemon_drills_a_source_on_its_drill_schedule() {
         s(&data)
     ));
     lab.lifeline(&["run", "docs"]).assert_success();
-    let mut daemon = lab.start_daemon();
+    let daemon = lab.start_daemon();
     let drilled_at = wait_for(
         Duration::from_secs(60),
         "a drill to pass",
