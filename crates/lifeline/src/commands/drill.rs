@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use lifeline_plan::drill::{self, duration_text, tally, DrillOptions, DrillReport, SourceDrill};
 use lifeline_plan::options::parse_duration;
 use lifeline_repo::drill::CheckResult;
@@ -49,22 +49,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let (path, plan, problems) = super::plan::load(ctx)?;
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        bail!(
-            "the plan {} has {} problem(s); nothing was drilled",
-            path.display(),
-            problems.len()
-        );
-    }
-    let names: Vec<String> = if args.all {
-        plan.sources.iter().map(|s| s.name.clone()).collect()
-    } else {
-        args.sources.clone()
-    };
+    let (path, plan) = super::plan::load_valid(ctx, "drilled")?;
+    let names = super::plan::source_names(&plan, args.all, &args.sources);
     let time = args
         .time
         .as_deref()

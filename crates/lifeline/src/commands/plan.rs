@@ -30,6 +30,32 @@ pub fn plan_path(ctx: &Context) -> anyhow::Result<&Path> {
     )
 }
 
+/// The plan for a command that acts on it: a plan with problems is refused, each problem printed,
+/// and `nothing was {done}`.
+pub fn load_valid(ctx: &Context, done: &str) -> anyhow::Result<(PathBuf, Plan)> {
+    let (path, plan, problems) = load(ctx)?;
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        anyhow::bail!(
+            "the plan {} has {} problem(s); nothing was {done}",
+            path.display(),
+            problems.len()
+        );
+    }
+    Ok((path, plan))
+}
+
+/// The sources a command names, or every source of the plan with `--all`.
+pub fn source_names(plan: &Plan, all: bool, named: &[String]) -> Vec<String> {
+    if all {
+        plan.sources.iter().map(|s| s.name.clone()).collect()
+    } else {
+        named.to_vec()
+    }
+}
+
 /// Read and check the plan; problems are printed, and fail the command.
 pub fn load(ctx: &Context) -> anyhow::Result<(PathBuf, Plan, Vec<plan::Problem>)> {
     let path = plan_path(ctx)?;

@@ -1,7 +1,6 @@
 //! `lifeline recovery-plan --time T`: every source's recovery point for T, their skew, the restore
 //! commands in order and the time the last drills took.
 
-use anyhow::bail;
 use chrono::{DateTime, Utc};
 use lifeline_plan::recovery_plan;
 
@@ -16,14 +15,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let (path, plan, problems) = super::plan::load(ctx)?;
-    if !problems.is_empty() {
-        bail!(
-            "the plan {} has {} problem(s); `lifeline plan check` lists them",
-            path.display(),
-            problems.len()
-        );
-    }
+    let (_, plan) = super::plan::load_valid(ctx, "planned")?;
     let repo = ctx.open()?;
     let (drills, _) = lifeline_repo::drill::load_all(&repo)?;
     let drills: Vec<_> = drills.into_iter().map(|d| d.record).collect();

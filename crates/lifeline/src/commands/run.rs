@@ -40,22 +40,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let (path, plan, problems) = super::plan::load(ctx)?;
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        bail!(
-            "the plan {} has {} problem(s); nothing was run",
-            path.display(),
-            problems.len()
-        );
-    }
-    let names: Vec<String> = if args.all {
-        plan.sources.iter().map(|s| s.name.clone()).collect()
-    } else {
-        args.sources.clone()
-    };
+    let (path, plan) = super::plan::load_valid(ctx, "run")?;
+    let names = super::plan::source_names(&plan, args.all, &args.sources);
     let mut reports = Vec::new();
     for name in &names {
         let Some(source) = plan.source(name) else {
