@@ -46,7 +46,8 @@ pub struct Objects {
     /// Named objects (PostgreSQL WAL) and their bytes.
     pub named_objects: usize,
     pub named_bytes: u64,
-    /// Holds, verification records, prune marks, session markers, key slots and config.
+    /// Holds, verification and drill records, audit records, prune marks, session markers, key
+    /// slots and config.
     pub other_objects: usize,
     pub total_bytes: u64,
 }
@@ -118,9 +119,8 @@ pub fn objects(repo: &Repository) -> Result<Objects> {
                 o.index_bytes += info.size;
             }
             "snapshots" => o.snapshot_objects += 1,
-            "config" | "keys" | "holds" | "verifications" | "garbage" | "sessions" => {
-                o.other_objects += 1
-            }
+            "config" | "keys" | "holds" | "verifications" | "garbage" | "sessions" | "drills"
+            | "audit" => o.other_objects += 1,
             _ => {
                 o.named_objects += 1;
                 o.named_bytes += info.size;
