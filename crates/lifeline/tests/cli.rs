@@ -90,6 +90,8 @@ fn init_creates_documented_layout_and_backup_fills_it() {
         "holds",
         "verifications",
         "garbage",
+        "drills",
+        "audit",
     ]
     .iter()
     .map(|s| s.to_string())
