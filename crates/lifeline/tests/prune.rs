@@ -145,11 +145,25 @@ fn prune_deletes_nothing_when_a_snapshot_cannot_be_read() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&snapshots[0], bytes).unwrap();
-    let before = repo.total_bytes();
+    let before = repo.bytes_but_audit();
     repo.run(["prune", "--grace", "0s"])
         .assert_code(EXIT_FATAL)
         .assert_output_contains("prune deletes nothing");
-    assert_eq!(repo.total_bytes(), before);
+    assert_eq!(repo.bytes_but_audit(), before);
+    // The refused prune is on the record, with its cause.
+    let log = repo.run(["audit", "log", "--json"]).json();
+    let last = log.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["action"], &last["result"]),
+        (&"prune".into(), &"failed".into())
+    );
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("prune deletes nothing"),
+        "{last:#}"
+    );
 }
 
 #[test]

@@ -47,7 +47,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         bail!("give either snapshots to remove or a policy, not both");
     }
     let group_by = GroupBy::parse(&args.group_by)?;
-    ctx.audit.begin("forget", ctx.options.location()?);
+    // A dry run changes nothing and leaves no audit record.
+    if !args.dry_run {
+        ctx.audit.begin("forget", ctx.options.location()?);
+    }
     let repo = ctx.open()?;
     let filter = args.filter.filter();
     let selection = if args.snapshots.is_empty() {
@@ -69,12 +72,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         args.dry_run,
     )?;
     let removed = plan.removed();
-    if args.dry_run {
-        ctx.audit.detail("dry_run", true);
-    } else {
-        for id in &removed {
-            ctx.audit.touch(recorder::Deleted, "snapshot", id.to_hex());
-        }
+    for id in &removed {
+        ctx.audit.touch(recorder::Deleted, "snapshot", id.to_hex());
     }
     ctx.audit.detail("removed", removed.len());
     ctx.audit.detail("wal_removed", wal.files());

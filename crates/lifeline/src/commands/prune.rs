@@ -30,10 +30,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    ctx.audit.begin("prune", ctx.options.location()?);
+    // A dry run changes nothing and leaves no audit record.
+    if !args.dry_run {
+        ctx.audit.begin("prune", ctx.options.location()?);
+    }
     let repo = ctx.open()?;
     let report = run_prune(&repo, &args.tuning, args.dry_run)?;
-    ctx.audit.detail("dry_run", args.dry_run);
     ctx.audit.detail("packs_deleted", report.deleted.packs);
     ctx.audit.detail("bytes_freed", report.deleted.bytes);
     ctx.audit.detail("packs_marked", report.marked.unused_packs);

@@ -44,11 +44,14 @@ struct SnapshotsArgs {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    // A dry run changes nothing and leaves no audit record.
     let action = match &args.command {
-        RepairCommand::Index(_) => "repair index",
-        RepairCommand::Snapshots(_) => "repair snapshots",
+        RepairCommand::Index(_) => Some("repair index"),
+        RepairCommand::Snapshots(a) => (!a.dry_run).then_some("repair snapshots"),
     };
-    ctx.audit.begin(action, ctx.options.location()?);
+    if let Some(action) = action {
+        ctx.audit.begin(action, ctx.options.location()?);
+    }
     let repo = ctx.open()?;
     match args.command {
         RepairCommand::Index(a) => {

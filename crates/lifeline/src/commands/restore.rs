@@ -91,14 +91,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .as_ref()
         .map(|p| move |path: &[u8]| p.matches(OsStr::from_bytes(path)));
 
-    ctx.audit
-        .begin("restore", args.target.display().to_string());
+    // A dry run writes nothing and leaves no audit record.
+    if !args.dry_run {
+        ctx.audit
+            .begin("restore", args.target.display().to_string());
+    }
     let repo = ctx.open()?;
     let (id, snap) = repo.find_snapshot_filtered(spec, &args.filter.filter())?;
     ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
-    if args.dry_run {
-        ctx.audit.detail("dry_run", true);
-    }
     let reader = repo.reader()?;
     // `/a//b/` and `a/b` both mean `/a/b`.
     let prefix: Vec<u8> = components(sub_path.as_bytes())

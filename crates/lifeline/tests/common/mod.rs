@@ -505,6 +505,11 @@ impl Repo {
         du(&self.path)
     }
 
+    /// Size of everything but the audit trail, which even a refused operation adds a record to.
+    pub fn bytes_but_audit(&self) -> u64 {
+        du(&self.path) - du(&self.path.join("audit"))
+    }
+
     /// Files in `keys/`.
     pub fn key_files(&self) -> Vec<PathBuf> {
         let mut v = regular_files_under(&self.path.join("keys"));
