@@ -159,8 +159,9 @@ pub fn job(
             report.message = Some(format!("{e:#}"));
         }
     }
-    report.finished = time_text(Utc::now());
-    report.duration_seconds = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+    let finished = Utc::now();
+    report.finished = time_text(finished);
+    report.duration_seconds = (finished - started).num_milliseconds() as f64 / 1000.0;
     report
 }
 

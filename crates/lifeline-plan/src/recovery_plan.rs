@@ -3,8 +3,6 @@
 //! sources' points are, the restore commands in the order to run them, and how long they took in
 //! the last drills. The answer to "bring everything back as of 09:00" before anyone starts typing.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use lifeline_repo::drill::DrillRecord;
 use lifeline_repo::Repository;
@@ -197,17 +195,4 @@ fn command(source: &SourceDef, id: &str, at: DateTime<Utc>) -> String {
             source.filename.as_deref().unwrap_or(&source.name)
         ),
     }
-}
-
-/// The time per source a recovery plan lists, for a group drill to restore.
-pub fn points_by_source(plan: &RecoveryPlan) -> BTreeMap<String, (String, String)> {
-    plan.sources
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.source.clone(),
-                (p.snapshot.clone()?, p.recovery_point.clone()?),
-            ))
-        })
-        .collect()
 }

@@ -18,14 +18,11 @@ pub fn gather(
     month: Month,
     generated_at: DateTime<Utc>,
 ) -> anyhow::Result<Inputs> {
-    let verification = audit::verify(repo.storage(), Some(repo.keyring()), &[])?;
-    // A trail with a deleted record still opens record by record; one with an altered or forged
-    // record does not, and then the figures are left empty rather than half-counted.
-    let records = match audit::load(repo) {
-        Ok(records) => records,
-        Err(_) if !verification.is_clean() => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+    // One read of the trail: a trail with a deleted record still opens record by record; one with
+    // an altered or forged record does not, and then the figures are left empty rather than
+    // half-counted.
+    let (verification, records) = audit::verify_and_load(repo)?;
+    let records = records.unwrap_or_default();
     let trail = TrailCheck {
         records: verification.records,
         problems: verification

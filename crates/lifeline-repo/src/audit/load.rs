@@ -6,6 +6,7 @@ use super::event::{AuditRecord, Entry};
 use super::inspect::{read_all, Inspected};
 use super::name::Name;
 use super::order::topological;
+use super::verify::{analyse, Verification};
 use crate::error::{Error, Result};
 use crate::repository::Repository;
 
@@ -44,6 +45,26 @@ pub fn load_since(repo: &Repository, since: DateTime<Utc>) -> Result<Vec<AuditRe
         .into_iter()
         .map(Into::into)
         .collect())
+}
+
+/// The trail verified and read in one pass over storage (the monthly report needs both): the
+/// verification, and the records in trail order — `None` when the trail has problems that keep a
+/// record from opening.
+pub fn verify_and_load(repo: &Repository) -> Result<(Verification, Option<Vec<AuditRecord>>)> {
+    let keyring = repo.keyring();
+    let inspected = read_all(
+        repo.storage(),
+        Some(keyring),
+        Some(&keyring.repo_id),
+        &|_| true,
+    )?;
+    let verification = analyse(&inspected, true, &[]);
+    let records = match ordered(inspected) {
+        Ok(records) => Some(records.into_iter().map(Into::into).collect()),
+        Err(_) if !verification.is_clean() => None,
+        Err(e) => return Err(e),
+    };
+    Ok((verification, records))
 }
 
 pub(crate) fn load_trail(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<Loaded>> {

@@ -21,6 +21,6 @@ pub use append::{append, append_entry};
 pub use envelope::{Envelope, ENVELOPE_VERSION};
 pub use event::{Access, AuditRecord, Entry, Event, EventResult, Origin, Touched};
 pub use import::{import, ImportError};
-pub use load::{load, load_since};
+pub use load::{load, load_since, verify_and_load};
 pub use name::{PREFIX, SKEW, WINDOW};
 pub use verify::{verify, Problem, ProblemKind, Verification};
