@@ -178,20 +178,7 @@ fn copy_carries_the_audit_trail_to_the_second_region() {
     let data = repo.sandbox.mkdir("data");
     write_random_file(&data.join("a.bin"), 4, 20_000);
     repo.backup(&[&data], &[]);
-    let copy = repo.join("copy");
-    let copy_password = repo
-        .sandbox
-        .write("copy-password", "the copy's own password");
-    run(
-        repo.sandbox
-            .lifeline()
-            .args(["init", "--repo"])
-            .arg(&copy)
-            .arg("--password-file")
-            .arg(&copy_password),
-        None,
-    )
-    .assert_success();
+    let (copy, copy_password) = repo.init_copy("the copy's own password");
     let copy_args = |extra: &[&str]| {
         let mut c = repo.cmd(["copy", "--to", copy.to_str().unwrap()]);
         c.arg("--to-password-file").arg(&copy_password).args(extra);

@@ -20,20 +20,7 @@ impl Planned {
         let repo = Repo::init();
         let data = repo.sandbox.mkdir("data");
         let sources = sources.replace("{DATA}", data.to_str().unwrap());
-        let copy = repo.join("copy");
-        let copy_password = repo
-            .sandbox
-            .write("copy-password", "another password entirely");
-        run(
-            repo.sandbox
-                .lifeline()
-                .args(["init", "--repo"])
-                .arg(&copy)
-                .arg("--password-file")
-                .arg(&copy_password),
-            None,
-        )
-        .assert_success();
+        let (copy, copy_password) = repo.init_copy("another password entirely");
         let text = format!(
             r#"[repository]
 url = "{repo}"

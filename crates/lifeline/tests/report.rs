@@ -14,20 +14,7 @@ fn a_month_with_one_failed_backup_is_below_100_percent_and_names_the_failure() {
     let repo = Repo::init();
     let data = repo.sandbox.mkdir("data");
     write_random_file(&data.join("a.bin"), 7, 20_000);
-    let copy = repo.join("copy");
-    let copy_password = repo
-        .sandbox
-        .write("copy-password", "the copy's own password");
-    run(
-        repo.sandbox
-            .lifeline()
-            .args(["init", "--repo"])
-            .arg(&copy)
-            .arg("--password-file")
-            .arg(&copy_password),
-        None,
-    )
-    .assert_success();
+    let (copy, copy_password) = repo.init_copy("the copy's own password");
     let flag = repo.join("fail-next");
     let plan = repo.sandbox.write(
         "plan.toml",

@@ -505,6 +505,25 @@ impl Repo {
         du(&self.path)
     }
 
+    /// A second repository in the sandbox (`copy`, a second region) with its own password
+    /// (`copy-password`); returns its path and password file.
+    #[track_caller]
+    pub fn init_copy(&self, password: &str) -> (PathBuf, PathBuf) {
+        let copy = self.join("copy");
+        let copy_password = self.sandbox.write("copy-password", password);
+        run(
+            self.sandbox
+                .lifeline()
+                .args(["init", "--repo"])
+                .arg(&copy)
+                .arg("--password-file")
+                .arg(&copy_password),
+            None,
+        )
+        .assert_success();
+        (copy, copy_password)
+    }
+
     /// Size of everything but the audit trail, which even a refused operation adds a record to.
     pub fn bytes_but_audit(&self) -> u64 {
         du(&self.path) - du(&self.path.join("audit"))
