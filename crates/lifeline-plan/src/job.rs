@@ -227,6 +227,9 @@ pub(crate) fn build(
             wal_timeout: source.wal_timeout.unwrap_or(Duration::from_secs(300)),
             tools: Box::new(tools),
         }),
+        SourceKind::Redis | SourceKind::S3 | SourceKind::Config | SourceKind::AuditTable => {
+            anyhow::bail!("kind {} is being built", source.kind.as_str())
+        }
     })
 }
 

@@ -194,5 +194,9 @@ fn command(source: &SourceDef, id: &str, at: DateTime<Utc>) -> String {
             "lifeline dump {short} /{} > FILE",
             source.filename.as_deref().unwrap_or(&source.name)
         ),
+        SourceKind::Redis => format!("lifeline redis restore {short} --dir REDIS_DIR --start"),
+        SourceKind::S3 => format!("lifeline s3 restore {short} --to s3://BUCKET/PREFIX"),
+        SourceKind::Config => format!("lifeline restore {short} --target RESTORE_DIR"),
+        SourceKind::AuditTable => format!("lifeline audit-table verify {}", source.name),
     }
 }

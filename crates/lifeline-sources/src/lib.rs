@@ -1,7 +1,9 @@
 //! lifeline's data sources: how each kind of data is captured into a snapshot and brought back.
 //! Sources speak to the repository only through its `Writer` and `BlobReader`.
 
+pub mod audit_export;
 pub mod command;
+pub mod config;
 pub mod drill;
 pub mod files;
 pub mod postgres;

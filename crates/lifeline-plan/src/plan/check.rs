@@ -293,6 +293,69 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                     c.add(&at("command"), format!("command source {name:?} has no command"), "add `command = \"terraform state pull\"`: its standard output is the backup");
                 }
             }
+            SourceKind::Redis => {
+                if source.url.is_none() {
+                    c.add(
+                        &at("url"),
+                        format!("redis source {name:?} has no url"),
+                        "add `url = \"redis://backup@redis.internal:6379\"` (rediss:// for TLS)",
+                    );
+                }
+            }
+            SourceKind::S3 => {
+                if source
+                    .bucket
+                    .as_deref()
+                    .is_none_or(|b| !b.starts_with("s3://"))
+                {
+                    c.add(
+                        &at("bucket"),
+                        format!("s3 source {name:?} has no bucket URL"),
+                        "add `bucket = \"s3://BUCKET/PREFIX\"`",
+                    );
+                }
+            }
+            SourceKind::Config => {
+                if source.env.is_empty() && source.paths.is_empty() {
+                    c.add(
+                        &at("env"),
+                        format!("config source {name:?} captures nothing"),
+                        "add `env = [\"APP_*\", \"DATABASE_HOST\"]` and/or `paths = [\"/etc/app\"]`",
+                    );
+                }
+                for p in &source.paths {
+                    if !p.is_absolute() {
+                        c.add(
+                            &at("paths"),
+                            format!("path {} of source {name:?} is relative", p.display()),
+                            "give absolute paths: jobs do not run in a fixed directory",
+                        );
+                    }
+                }
+            }
+            SourceKind::AuditTable => {
+                for (key, set, example) in [
+                    (
+                        "db",
+                        source.db.is_some(),
+                        "db = \"postgresql://backup@host:5432/app\"",
+                    ),
+                    ("table", source.table.is_some(), "table = \"audit_log\""),
+                    (
+                        "watermark",
+                        source.watermark.is_some(),
+                        "watermark = \"id\" (or \"created_at\")",
+                    ),
+                ] {
+                    if !set {
+                        c.add(
+                            &at(key),
+                            format!("audit-table source {name:?} has no {key}"),
+                            format!("add `{example}`"),
+                        );
+                    }
+                }
+            }
         }
         if source.kind == SourceKind::Postgres
             && source.schedule.is_some()
@@ -393,6 +456,18 @@ fn set_keys(s: &super::SourceDef) -> Vec<&'static str> {
         ("command", s.command.is_some()),
         ("filename", s.filename.is_some()),
         ("timeout", s.timeout.is_some()),
+        ("url", s.url.is_some()),
+        ("password_file", s.password_file.is_some()),
+        ("tls_ca_file", s.tls_ca_file.is_some()),
+        ("aof_dir", s.aof_dir.is_some()),
+        ("bucket", s.bucket.is_some()),
+        ("s3", s.s3.is_some()),
+        ("env", !s.env.is_empty()),
+        ("secrets", s.secrets.is_some()),
+        ("redact", !s.redact.is_empty()),
+        ("table", s.table.is_some()),
+        ("watermark", s.watermark.is_some()),
+        ("format", s.format.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))

@@ -107,6 +107,14 @@ pub enum SourceKind {
     PostgresDump,
     /// Any program whose standard output is the backup (`terraform state pull`).
     Command,
+    /// A Redis server's RDB over the replication protocol, and optionally its AOF directory.
+    Redis,
+    /// The objects of an S3-compatible bucket (prefix), incremental by ETag, size and time.
+    S3,
+    /// Service configuration: allowed environment variables (secrets redacted) and config files.
+    Config,
+    /// Incremental, hash-chained exports of a PostgreSQL audit table by a watermark column.
+    AuditTable,
 }
 
 impl SourceKind {
@@ -116,6 +124,10 @@ impl SourceKind {
             SourceKind::Postgres => "postgres",
             SourceKind::PostgresDump => "postgres-dump",
             SourceKind::Command => "command",
+            SourceKind::Redis => "redis",
+            SourceKind::S3 => "s3",
+            SourceKind::Config => "config",
+            SourceKind::AuditTable => "audit-table",
         }
     }
 
@@ -132,6 +144,10 @@ impl SourceKind {
             SourceKind::Postgres => &["db", "base_backup", "wal_timeout", "checks"],
             SourceKind::PostgresDump => &["db", "schemas", "jobs", "checks"],
             SourceKind::Command => &["command", "filename", "timeout"],
+            SourceKind::Redis => &["url", "password_file", "tls_ca_file", "aof_dir"],
+            SourceKind::S3 => &["bucket", "s3"],
+            SourceKind::Config => &["env", "secrets", "redact", "paths"],
+            SourceKind::AuditTable => &["db", "table", "watermark", "format", "timeout"],
         }
     }
 }
@@ -189,9 +205,54 @@ pub struct SourceDef {
     /// Name of the stored file (default: the source's name).
     #[serde(default)]
     pub filename: Option<String>,
-    /// How long the command may run before it is killed and the job fails.
+    /// command: how long it may run before it is killed and the job fails; audit-table: how long
+    /// an export waits for open transactions that may still write rows below its watermark.
     #[serde(default, deserialize_with = "duration_from_text")]
     pub timeout: Option<Duration>,
+
+    // redis
+    /// redis: `redis://[USER[:PASSWORD]@]HOST:PORT` or `rediss://…` (TLS).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// redis: a file holding the password, so the plan holds no secret (the URL's user names the ACL user).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// redis (`rediss://`): PEM file of the CA that signed the server's certificate.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// redis: the server's AOF directory on this host, captured beside the RDB.
+    #[serde(default)]
+    pub aof_dir: Option<PathBuf>,
+
+    // s3
+    /// s3: `s3://BUCKET/PREFIX` whose objects are captured.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// s3: endpoint, region and credentials of the bucket, as `[repository.s3]` takes them.
+    #[serde(default)]
+    pub s3: Option<lifeline_repo::storage::S3Settings>,
+
+    // config
+    /// config: environment variables to capture: names, or prefixes ending in `*`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// config: what a secret-looking variable does: `redact` (stored as `[REDACTED]`) or `refuse`.
+    #[serde(default)]
+    pub secrets: Option<lifeline_sources::config::Secrets>,
+    /// config: more name patterns (`*` wildcards) treated as secrets.
+    #[serde(default)]
+    pub redact: Vec<String>,
+
+    // audit-table
+    /// audit-table: the table to export (`audit_log` or `schema.audit_log`).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// audit-table: the column whose values only grow (`id`, `created_at`).
+    #[serde(default)]
+    pub watermark: Option<String>,
+    /// audit-table: `csv` (default) or `jsonl`.
+    #[serde(default)]
+    pub format: Option<lifeline_sources::audit_export::Format>,
 
     /// Keys no kind knows: reported by [`check`] with their line, as serde cannot refuse them here.
     #[serde(flatten)]
