@@ -227,7 +227,13 @@ pub(crate) fn build(
             wal_timeout: source.wal_timeout.unwrap_or(Duration::from_secs(300)),
             tools: Box::new(tools),
         }),
-        SourceKind::Redis | SourceKind::S3 | SourceKind::Config | SourceKind::AuditTable => {
+        SourceKind::Config => Box::new(lifeline_sources::config::ConfigSource {
+            env: source.env.clone(),
+            secrets: source.secrets.unwrap_or_default(),
+            redact: source.redact.clone(),
+            paths: source.paths.clone(),
+        }),
+        SourceKind::Redis | SourceKind::S3 | SourceKind::AuditTable => {
             anyhow::bail!("kind {} is being built", source.kind.as_str())
         }
     })

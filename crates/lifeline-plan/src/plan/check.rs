@@ -316,21 +316,15 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                 }
             }
             SourceKind::Config => {
-                if source.env.is_empty() && source.paths.is_empty() {
+                // The capture refuses the same problems: one list of rules, in the source's module.
+                for p in
+                    lifeline_sources::config::problems(&source.env, &source.redact, &source.paths)
+                {
                     c.add(
-                        &at("env"),
-                        format!("config source {name:?} captures nothing"),
-                        "add `env = [\"APP_*\", \"DATABASE_HOST\"]` and/or `paths = [\"/etc/app\"]`",
+                        &at(p.key),
+                        format!("config source {name:?}: {}", p.message),
+                        p.fix,
                     );
-                }
-                for p in &source.paths {
-                    if !p.is_absolute() {
-                        c.add(
-                            &at("paths"),
-                            format!("path {} of source {name:?} is relative", p.display()),
-                            "give absolute paths: jobs do not run in a fixed directory",
-                        );
-                    }
                 }
             }
             SourceKind::AuditTable => {
