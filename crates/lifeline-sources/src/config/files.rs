@@ -15,9 +15,8 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use lifeline_repo::chunker::ChunkProfile;
@@ -125,7 +124,7 @@ impl Walk<'_, '_> {
                     continue;
                 }
             };
-            let mut node = node_of(name.clone(), &meta);
+            let mut node = crate::files::node_from(name.clone(), &meta);
             node.node_type = NodeType::Dir;
             let children = self.level(child, &path)?;
             node.subtree = Some(self.writer.add_tree(Tree { nodes: children })?);
@@ -150,7 +149,7 @@ impl Walk<'_, '_> {
                 return Ok(None);
             }
         };
-        let mut node = node_of(name.to_vec(), &meta);
+        let mut node = crate::files::node_from(name.to_vec(), &meta);
         match node.node_type {
             NodeType::Dir => {
                 self.summary.dirs += 1;
@@ -224,50 +223,5 @@ impl Walk<'_, '_> {
             .add_stream(&file, ChunkProfile::Files, path, &|n| {
                 self.progress.bytes(n)
             })
-    }
-}
-
-fn nanos(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
-/// A node with an entry's metadata, as the files kind records it (its helper is private to it);
-/// content fields are left for the caller.
-fn node_of(name: Vec<u8>, meta: &Metadata) -> Node {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = meta.file_type();
-    let node_type = if ft.is_dir() {
-        NodeType::Dir
-    } else if ft.is_symlink() {
-        NodeType::Symlink
-    } else if ft.is_fifo() {
-        NodeType::Fifo
-    } else if ft.is_socket() {
-        NodeType::Socket
-    } else if ft.is_char_device() {
-        NodeType::Chardev
-    } else if ft.is_block_device() {
-        NodeType::Blockdev
-    } else {
-        NodeType::File
-    };
-    Node {
-        name,
-        node_type,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime: nanos(meta.mtime(), meta.mtime_nsec()),
-        atime: nanos(meta.atime(), meta.atime_nsec()),
-        ctime: nanos(meta.ctime(), meta.ctime_nsec()),
-        dev: meta.dev(),
-        inode: meta.ino(),
-        nlink: meta.nlink(),
-        size: None,
-        content: None,
-        subtree: None,
-        target: None,
-        rdev: matches!(node_type, NodeType::Chardev | NodeType::Blockdev).then(|| meta.rdev()),
-        changed_while_read: false,
     }
 }

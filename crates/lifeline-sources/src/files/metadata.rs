@@ -26,7 +26,8 @@ pub fn node_type(meta: &Metadata) -> NodeType {
     }
 }
 
-/// A node with the metadata every kind of entry carries; content fields are left for the caller.
+/// A node with the metadata every kind of entry carries (files, config); content fields are left
+/// for the caller.
 pub fn node_from(name: Vec<u8>, meta: &Metadata) -> Node {
     let node_type = node_type(meta);
     Node {

@@ -8,6 +8,7 @@ mod sync;
 
 pub use backup::{backup, BackupResult};
 pub use exclude::{patterns_from_file, Exclusions, Globs, CACHEDIR_TAG};
+pub use metadata::node_from;
 pub use restore::{
     restore, restore_delta, Matcher, Overwrite, RestoreOptions, RestoreResult, Selection,
 };
