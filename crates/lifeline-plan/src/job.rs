@@ -227,7 +227,16 @@ pub(crate) fn build(
             wal_timeout: source.wal_timeout.unwrap_or(Duration::from_secs(300)),
             tools: Box::new(tools),
         }),
-        SourceKind::Redis | SourceKind::S3 | SourceKind::Config | SourceKind::AuditTable => {
+        SourceKind::Redis => Box::new(lifeline_sources::redis::RedisSource {
+            connect: lifeline_sources::redis::ConnectOptions::new(
+                source.url.as_deref().ok_or_else(|| missing("url"))?,
+                source.password_file.as_deref(),
+                source.tls_ca_file.clone(),
+            )?,
+            aof_dir: source.aof_dir.clone(),
+            server_program: lifeline_sources::redis::server::default_program(),
+        }),
+        SourceKind::S3 | SourceKind::Config | SourceKind::AuditTable => {
             anyhow::bail!("kind {} is being built", source.kind.as_str())
         }
     })
