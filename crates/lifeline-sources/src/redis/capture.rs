@@ -187,9 +187,10 @@ fn fetch_rdb(
         )));
     };
     let scanned = match counted {
-        Ok((Ok(scanned), 0)) if scanned.length + 8 == seen.total => Ok(scanned),
+        // Only the 8-byte checksum follows the end opcode.
+        Ok((Ok(scanned), 8)) if scanned.length + 8 == seen.total => Ok(scanned),
         Ok((Ok(scanned), after)) => Err(format!(
-            "the RDB's end opcode is at byte {} of {} ({after} bytes after it)",
+            "the RDB's end opcode is at byte {} of {} ({after} bytes follow it, not 8)",
             scanned.length, seen.total
         )),
         Ok((Err(ScanError::Unsupported { offset, detail }), _)) => Err(format!(
