@@ -53,7 +53,12 @@ pub struct RestoreArgs {
     from: Option<From>,
 
     /// How long --start waits for the server to load
-    #[arg(long, default_value_t = 600, value_name = "SECONDS", requires = "start")]
+    #[arg(
+        long,
+        default_value_t = 600,
+        value_name = "SECONDS",
+        requires = "start"
+    )]
     start_timeout: u64,
 
     #[command(flatten)]
