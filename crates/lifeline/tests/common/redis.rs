@@ -196,17 +196,19 @@ impl Drop for Detached {
             let _ = c.call(&[b"SHUTDOWN", b"NOSAVE"]);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
-            // A zombie of a parent that has exited is reaped by init; its status says so.
-            let state =
-                std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
-            if state.contains(") Z ") {
-                break;
+        loop {
+            // Gone, or a zombie init will reap (its parent, lifeline, has exited).
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid));
+            if stat.map_or(true, |s| s.contains(") Z ")) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let _ = Command::new("kill")
+                    .args(["-9", &self.pid.to_string()])
+                    .status();
+                return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
     }
 }
