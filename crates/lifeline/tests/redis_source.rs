@@ -467,11 +467,17 @@ fn a_tls_server_is_captured_with_its_ca_file_and_refused_without_it() {
             ca.to_str().unwrap(),
             "--tls-auth-clients",
             "no",
+            // More than the 16 databases a restored server has by default.
+            "--databases",
+            "32",
         ],
         connect,
     );
     let mut c = server.client();
     write_every_type(&mut c);
+    cmd(&mut c, &["SELECT", "20"]);
+    cmd(&mut c, &["SET", "far", "away"]);
+    cmd(&mut c, &["SELECT", "0"]);
     let p = Planned::new(&format!(
         r#"[[sources]]
 name = "tls"
@@ -492,12 +498,15 @@ url = "{url}"
     let snap = &p.snapshots("tls")[0];
     assert_eq!(snap["paths"][0], url);
     assert_eq!(recorded(snap, "key_counts")["db0"]["keys"], 10);
+    assert_eq!(recorded(snap, "key_counts")["db20"]["keys"], 1);
     let (_, detached) = p.restore_start("tls", &p.repo.sandbox.join("restored"), &[]);
     let mut r = detached.client();
     assert_eq!(
         cmd(&mut r, &["LRANGE", "l", "0", "-1"]),
         cmd(&mut c, &["LRANGE", "l", "0", "-1"])
     );
+    cmd(&mut r, &["SELECT", "20"]);
+    assert_eq!(get(&mut r, "far").as_deref(), Some(&b"away"[..]));
 
     let out = p.lifeline(&["run", "untrusted"]);
     out.assert_code(EXIT_FATAL);

@@ -150,5 +150,10 @@ mod tests {
         );
         assert!(!matches(&extra));
         assert_eq!(decode(&encode(&expected)).expect("round trip"), expected);
+        assert_eq!(super::super::server::databases_for(&expected), 16);
+        assert_eq!(
+            super::super::server::databases_for(&counts(&[("db40", 1, 0)])),
+            41
+        );
     }
 }

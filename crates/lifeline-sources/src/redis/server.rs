@@ -38,6 +38,20 @@ pub struct StartRequest<'a> {
     pub aof: Option<&'a AofLayout>,
     /// How long loading may take.
     pub timeout: Duration,
+    /// The server's `databases`: more than the default 16 when the data uses higher numbers (a
+    /// server refuses an RDB with a database it does not have).
+    pub databases: u64,
+}
+
+/// The `databases` setting that holds every database of `counts` (at least Redis's default 16).
+pub fn databases_for(counts: &super::compare::KeyCounts) -> u64 {
+    counts
+        .keys()
+        .filter_map(|db| db.strip_prefix("db")?.parse::<u64>().ok())
+        .map(|n| n + 1)
+        .max()
+        .unwrap_or(0)
+        .max(16)
 }
 
 /// A started server; stopped when dropped unless [`Running::detach`]ed.
@@ -61,7 +75,9 @@ pub fn start(request: &StartRequest<'_>) -> Result<Running> {
             .args(["--bind", "127.0.0.1", "--daemonize", "no"])
             .arg("--dir")
             .arg(request.dir)
-            .args(["--dbfilename", RDB_FILE]);
+            .args(["--dbfilename", RDB_FILE])
+            .arg("--databases")
+            .arg(request.databases.to_string());
         match request.aof {
             Some(aof) => {
                 cmd.args(["--appendonly", "yes", "--appenddirname", &aof.dir_name])

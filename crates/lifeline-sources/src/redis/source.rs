@@ -163,6 +163,7 @@ fn start_and_compare(
         dir,
         aof: if from == LoadFrom::Aof { aof } else { None },
         timeout: request.timeout,
+        databases: server::databases_for(&expected.counts),
     };
     let Some(mut running) = steps.step(
         &format!("start from the {label}"),

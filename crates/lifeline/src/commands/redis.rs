@@ -164,6 +164,7 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
             None
         },
         timeout: Duration::from_secs(args.start_timeout),
+        databases: server::databases_for(&expected.counts),
     })
     .map_err(repo_errors)?;
     let found = running.key_counts().map_err(repo_errors)?;
