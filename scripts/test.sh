@@ -2,7 +2,8 @@
 # The project's test command: every unit, property, conformance and end-to-end test, including
 # the S3 tests, which run against a real 3-node Garage cluster started here and stopped on exit,
 # the PostgreSQL tests, which start their own PostgreSQL 15 and 18 servers, and the daemon's
-# status page test, which renders it in headless Chromium.
+# status page test, which renders it in headless Chromium, and the Redis tests, which start their own
+# redis-server 7.0.
 # Usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,13 @@ eval "$(scripts/tools.sh env)"
 if [[ ! -x $LIFELINE_CHROMIUM ]]; then
 	echo "test.sh: Chromium not found; installing the test tools with 'scripts/tools.sh install'" >&2
 	scripts/tools.sh install
+fi
+
+# The Redis source's tests start their own servers from LIFELINE_REDIS_SERVER.
+eval "$(scripts/redis.sh env)"
+if [[ ! -x $LIFELINE_REDIS_SERVER ]]; then
+	echo "test.sh: redis-server not found; installing it with 'scripts/redis.sh install'" >&2
+	scripts/redis.sh install
 fi
 
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.

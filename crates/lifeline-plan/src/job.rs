@@ -233,7 +233,16 @@ pub(crate) fn build(
             redact: source.redact.clone(),
             paths: source.paths.clone(),
         }),
-        SourceKind::Redis | SourceKind::S3 | SourceKind::AuditTable => {
+        SourceKind::Redis => Box::new(lifeline_sources::redis::RedisSource {
+            connect: lifeline_sources::redis::ConnectOptions::new(
+                source.url.as_deref().ok_or_else(|| missing("url"))?,
+                source.password_file.as_deref(),
+                source.tls_ca_file.clone(),
+            )?,
+            aof_dir: source.aof_dir.clone(),
+            server_program: lifeline_sources::redis::server::default_program(),
+        }),
+        SourceKind::S3 | SourceKind::AuditTable => {
             anyhow::bail!("kind {} is being built", source.kind.as_str())
         }
     })

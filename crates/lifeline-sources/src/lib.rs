@@ -8,6 +8,7 @@ pub mod drill;
 pub mod files;
 pub mod postgres;
 mod read_ahead;
+pub mod redis;
 pub use read_ahead::ReadAhead;
 pub mod source;
 pub mod stdin;

@@ -25,6 +25,8 @@ pub enum Error {
     Command(#[from] command::Error),
     #[error(transparent)]
     Config(#[from] crate::config::Error),
+    #[error(transparent)]
+    Redis(#[from] crate::redis::Error),
 }
 
 /// A capture's result: the snapshot (not yet saved) and what the kind wants said about it.

@@ -294,12 +294,50 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                 }
             }
             SourceKind::Redis => {
-                if source.url.is_none() {
-                    c.add(
+                match source
+                    .url
+                    .as_deref()
+                    .map(lifeline_sources::redis::url::Target::parse)
+                {
+                    None => c.add(
                         &at("url"),
                         format!("redis source {name:?} has no url"),
                         "add `url = \"redis://backup@redis.internal:6379\"` (rediss:// for TLS)",
-                    );
+                    ),
+                    Some(Err(e)) => c.add(
+                        &at("url"),
+                        format!("redis source {name:?}: {e}"),
+                        "write it as redis://USER@HOST:PORT, or rediss://… for TLS",
+                    ),
+                    Some(Ok(target)) => {
+                        if source.tls_ca_file.is_some() && !target.tls {
+                            c.add(
+                                &at("tls_ca_file"),
+                                format!("redis source {name:?} has tls_ca_file but a redis:// url"),
+                                "use rediss:// to connect with TLS, or remove tls_ca_file",
+                            );
+                        }
+                        if target.password.is_some() && source.password_file.is_some() {
+                            c.add(
+                                &at("password_file"),
+                                format!("redis source {name:?} has a password in its url and a password_file"),
+                                "keep the password in password_file only; remove it from the url",
+                            );
+                        }
+                    }
+                }
+                for (key, path) in [
+                    ("password_file", &source.password_file),
+                    ("tls_ca_file", &source.tls_ca_file),
+                    ("aof_dir", &source.aof_dir),
+                ] {
+                    if path.as_ref().is_some_and(|p| !p.is_absolute()) {
+                        c.add(
+                            &at(key),
+                            format!("{key} of source {name:?} is relative"),
+                            "give an absolute path: jobs do not run in a fixed directory",
+                        );
+                    }
                 }
             }
             SourceKind::S3 => {

@@ -18,6 +18,7 @@ pub mod pg;
 pub mod plan;
 pub mod prune;
 pub mod recovery_plan;
+pub mod redis;
 pub mod repair;
 pub mod report;
 pub mod restore;
@@ -66,5 +67,6 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::RecoveryPlan(args) => recovery_plan::run(ctx, args),
         Command::Report(args) => report::run(ctx, args),
         Command::Drill(args) => drill::run(ctx, args),
+        Command::Redis(args) => redis::run(ctx, args),
     }
 }

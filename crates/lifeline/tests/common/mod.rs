@@ -9,6 +9,7 @@
 pub mod fault_proxy;
 pub mod pg;
 pub mod pitr;
+pub mod redis;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
