@@ -227,7 +227,20 @@ pub(crate) fn build(
             wal_timeout: source.wal_timeout.unwrap_or(Duration::from_secs(300)),
             tools: Box::new(tools),
         }),
-        SourceKind::Redis | SourceKind::S3 | SourceKind::Config | SourceKind::AuditTable => {
+        SourceKind::AuditTable => Box::new(lifeline_sources::audit_export::AuditTableSource {
+            url: source.db.clone().ok_or_else(|| missing("db"))?,
+            chain: source.name.clone(),
+            table: source.table.clone().ok_or_else(|| missing("table"))?,
+            watermark: source
+                .watermark
+                .clone()
+                .ok_or_else(|| missing("watermark"))?,
+            format: source.format.unwrap_or_default(),
+            timeout: source
+                .timeout
+                .unwrap_or(lifeline_sources::audit_export::export::DEFAULT_TIMEOUT),
+        }),
+        SourceKind::Redis | SourceKind::S3 | SourceKind::Config => {
             anyhow::bail!("kind {} is being built", source.kind.as_str())
         }
     })
