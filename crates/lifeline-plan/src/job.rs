@@ -242,7 +242,20 @@ pub(crate) fn build(
             aof_dir: source.aof_dir.clone(),
             server_program: lifeline_sources::redis::server::default_program(),
         }),
-        SourceKind::S3 | SourceKind::AuditTable => {
+        SourceKind::AuditTable => Box::new(lifeline_sources::audit_export::AuditTableSource {
+            url: source.db.clone().ok_or_else(|| missing("db"))?,
+            chain: source.name.clone(),
+            table: source.table.clone().ok_or_else(|| missing("table"))?,
+            watermark: source
+                .watermark
+                .clone()
+                .ok_or_else(|| missing("watermark"))?,
+            format: source.format.unwrap_or_default(),
+            timeout: source
+                .timeout
+                .unwrap_or(lifeline_sources::audit_export::export::DEFAULT_TIMEOUT),
+        }),
+        SourceKind::S3 => {
             anyhow::bail!("kind {} is being built", source.kind.as_str())
         }
     })

@@ -1,7 +1,8 @@
 //! Retention: which snapshots a policy keeps, with restic's rules (the newest snapshot of each of the
 //! last N calendar buckets, in UTC; weeks are ISO weeks), and the guards no policy overrides: a group
 //! keeps its newest snapshot, held snapshots stay, the newest verified ones stay, and so does every
-//! snapshot a kept one needs to be restored.
+//! snapshot a kept one needs to be restored. A snapshot tagged [`PERMANENT_TAG`] is never removed by
+//! a policy; naming it by ID still removes it (an administrator's act, which the audit trail records).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -14,6 +15,14 @@ use crate::hold::Holds;
 use crate::snapshot::Snapshot;
 use crate::verification::{Outcome, Verified};
 use crate::Id;
+
+/// The tag of a snapshot no policy removes (an audit-table export, whose chain a gap would break).
+pub const PERMANENT_TAG: (&str, &str) = ("retention", "permanent");
+
+/// The snapshot carries [`PERMANENT_TAG`].
+pub fn is_permanent(snapshot: &Snapshot) -> bool {
+    snapshot.tags.get(PERMANENT_TAG.0).map(String::as_str) == Some(PERMANENT_TAG.1)
+}
 
 /// What to keep; a count of 0 leaves its rule out.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -261,6 +270,12 @@ pub fn apply(
                 if s.tags.get(k) == Some(v) {
                     reasons[i].push(format!("tag {k}={v}"));
                 }
+            }
+            if is_permanent(s) {
+                reasons[i].push(format!(
+                    "permanent (tag {}={})",
+                    PERMANENT_TAG.0, PERMANENT_TAG.1
+                ));
             }
         }
         for (name, count, bucket_of) in buckets(policy) {
@@ -639,6 +654,33 @@ mod tests {
         assert_eq!(ids, [4, 5]);
         assert!(pinned[&Id([5; 32])].contains("outside the filter"));
         assert!(needed_outside(&snaps, &|_| true, &deps).is_empty());
+    }
+
+    /// No policy removes a permanent snapshot; naming it does.
+    #[test]
+    fn permanent_snapshots_survive_every_policy_but_not_their_own_id() {
+        let (holds, verified) = (Holds::default(), HashMap::new());
+        let mut snaps = history();
+        snaps[5]
+            .1
+            .tags
+            .insert(PERMANENT_TAG.0.into(), PERMANENT_TAG.1.into());
+        let policy = Policy {
+            last: 1,
+            ..Policy::default()
+        };
+        let g = Guards {
+            keep_verified: 0,
+            ..guards(&holds, &verified)
+        };
+        let plan = apply(&snaps, &policy, GroupBy::default(), &g);
+        assert_eq!(kept(&plan), [1, 6]);
+        assert_eq!(
+            plan.groups[0].snapshots[5].reasons,
+            ["permanent (tag retention=permanent)".to_string()]
+        );
+        let plan = explicit(&snaps, &[Id([6; 32])], GroupBy::default(), &g).expect("named");
+        assert_eq!(plan.removed(), [Id([6; 32])]);
     }
 
     #[test]

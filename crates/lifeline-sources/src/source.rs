@@ -27,6 +27,8 @@ pub enum Error {
     Config(#[from] crate::config::Error),
     #[error(transparent)]
     Redis(#[from] crate::redis::Error),
+    #[error(transparent)]
+    AuditTable(#[from] crate::audit_export::Error),
 }
 
 /// A capture's result: the snapshot (not yet saved) and what the kind wants said about it.

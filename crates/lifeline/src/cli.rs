@@ -83,6 +83,8 @@ pub enum Command {
     Redis(commands::redis::Args),
     /// The audit trail: verify its chain and seals, read it
     Audit(commands::audit::Args),
+    /// Audit-table exports: verify their hash chains
+    AuditTable(commands::audit_table::Args),
     /// Every source's recovery point for a time, their skew, the restore commands in order
     RecoveryPlan(commands::recovery_plan::Args),
     /// The monthly compliance report, from the audit trail and drill records

@@ -387,6 +387,56 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                         );
                     }
                 }
+                let plain = |v: &str| {
+                    !v.is_empty() && v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                };
+                if let Some(table) = &source.table {
+                    if table.split('.').count() > 2 || !table.split('.').all(plain) {
+                        c.add(
+                            &at("table"),
+                            format!("{table:?} is not a table name"),
+                            "write audit_log or schema.audit_log (letters, digits and _)",
+                        );
+                    }
+                }
+                if let Some(column) = source.watermark.as_deref().filter(|w| !plain(w)) {
+                    c.add(
+                        &at("watermark"),
+                        format!("{column:?} is not a column name"),
+                        "name one column (letters, digits and _), e.g. watermark = \"id\"",
+                    );
+                }
+                // Exports are chained: one a policy removed would be a hole `audit-table verify`
+                // reports. They are tagged retention=permanent, which every policy keeps anyway; a
+                // policy on their class would only pretend otherwise.
+                if let Some(policy) = plan
+                    .classes
+                    .get(&source.class)
+                    .and_then(|class| class.retention.as_ref())
+                {
+                    let policy = policy.policy();
+                    if !policy.is_empty() {
+                        c.add(
+                            &[Seg::Key("classes"), Seg::Key(&source.class), Seg::Key("retention")],
+                            format!(
+                                "audit-table source {name:?} is in class {:?}, whose retention ({policy}) would forget exports; audit exports are permanent",
+                                source.class
+                            ),
+                            "put the source in a class without retention, e.g. [classes.permanent] tier = \"tier3\" (docs/sources/audit-table.md)",
+                        );
+                    }
+                }
+                if source
+                    .tags
+                    .iter()
+                    .any(|(k, _)| k == lifeline_repo::retention::PERMANENT_TAG.0)
+                {
+                    c.add(
+                        &at("tags"),
+                        format!("audit-table source {name:?} sets the tag retention, which marks its exports permanent"),
+                        "remove it: every export is tagged retention=permanent",
+                    );
+                }
             }
         }
         if source.kind == SourceKind::Postgres

@@ -1,6 +1,7 @@
 //! One module per command: parse arguments, call the libraries, print.
 
 pub mod audit;
+pub mod audit_table;
 pub mod backup;
 pub mod check;
 pub mod copy;
@@ -64,6 +65,7 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(ctx, args),
         Command::Daemon(args) => daemon::run(ctx, args),
         Command::Audit(args) => audit::run(ctx, args),
+        Command::AuditTable(args) => audit_table::run(ctx, args),
         Command::RecoveryPlan(args) => recovery_plan::run(ctx, args),
         Command::Report(args) => report::run(ctx, args),
         Command::Drill(args) => drill::run(ctx, args),
