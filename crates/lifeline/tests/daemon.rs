@@ -154,7 +154,7 @@ impl Lab {
 
     #[track_caller]
     fn start_daemon(&self) -> Daemon {
-        Daemon::start(self)
+        Daemon::start(self, &[])
     }
 }
 
@@ -172,7 +172,8 @@ impl Daemon {
     /// Starts `lifeline --config PLAN daemon`, logging into a file of the lab, and waits until it
     /// answers /healthz.
     #[track_caller]
-    fn start(lab: &Lab) -> Daemon {
+    /// `env` is added to the daemon's environment, which its jobs inherit.
+    fn start(lab: &Lab, env: &[(&str, &str)]) -> Daemon {
         // One log per start: a restarted daemon's log follows its predecessor's.
         let log = (0..)
             .map(|n| lab.path(&format!("daemon-{n}.log")))
@@ -180,6 +181,7 @@ impl Daemon {
             .unwrap();
         let file = File::create(&log).unwrap();
         let child = lifeline_cmd(&["--config", s(&lab.plan), "daemon"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -963,6 +965,106 @@ fn the_daemon_drills_a_source_on_its_drill_schedule() {
             .any(|r| r["action"] == "drill" && r["result"] == "ok"),
         "{log:#}"
     );
+}
+
+/// The kinds of issue 12 run on the daemon's schedules as the others do: a Redis server's RDB, the
+/// daemon's own environment (a secret redacted) and an audit table's hash-chained exports.
+#[test]
+fn redis_config_and_audit_table_sources_run_on_the_daemons_schedules() {
+    let lab = Lab::new("kinds");
+    let redis = common::redis::Server::start(&[]);
+    let mut client = redis.client();
+    common::redis::cmd(&mut client, &["SET", "session:1", "alive"]);
+    let pg = Cluster::init(PgVersion::V15, lab.dir.path(), &[]);
+    pg.start();
+    pg.psql(
+        "CREATE TABLE audit_log (id bigserial PRIMARY KEY, action text NOT NULL); \
+         INSERT INTO audit_log (action) SELECT 'login ' || g FROM generate_series(1, 50) g;",
+    );
+    lab.write_plan(&format!(
+        "[[sources]]\nname = \"sessions\"\nkind = \"redis\"\nclass = \"keep\"\n\
+         url = {:?}\nschedule = \"*/3 * * * * *\"\n\n\
+         [[sources]]\nname = \"app-env\"\nkind = \"config\"\nclass = \"keep\"\n\
+         env = [\"APP_*\"]\nschedule = \"*/3 * * * * *\"\n\n\
+         [[sources]]\nname = \"phi-audit\"\nkind = \"audit-table\"\nclass = \"keep\"\n\
+         db = {:?}\ntable = \"audit_log\"\nwatermark = \"id\"\nschedule = \"*/3 * * * * *\"\n",
+        redis.url(),
+        pg.url(),
+    ));
+    lab.lifeline(&["plan", "check"]).assert_success();
+    let mut daemon = Daemon::start(
+        &lab,
+        &[("APP_MODE", "daemon"), ("APP_API_TOKEN", "do-not-store")],
+    );
+    let names = ["sessions", "app-env", "phi-audit"];
+    wait_for(
+        Duration::from_secs(120),
+        "two successful jobs of every source",
+        || {
+            let m = daemon.metrics();
+            names.iter().all(|n| m.successes(n) >= 2.0).then_some(())
+        },
+        || daemon.log_tail(),
+    );
+    pg.psql("INSERT INTO audit_log (action) VALUES ('logout 1');");
+    wait_for(
+        Duration::from_secs(60),
+        "an export of the new row",
+        || {
+            lab.snapshots_of("phi-audit")
+                .iter()
+                .any(|s| s["source"]["rows"] == "1")
+                .then_some(())
+        },
+        || daemon.log_tail(),
+    );
+    daemon.assert_alive();
+    let m = daemon.metrics();
+    for name in names {
+        assert_eq!(m.failures(name), 0.0, "{name}\n{}", m.0);
+    }
+    daemon.stop();
+
+    let kinds = [
+        ("sessions", "redis"),
+        ("app-env", "config"),
+        ("phi-audit", "audit-table"),
+    ];
+    for (name, kind) in kinds {
+        let snaps = lab.snapshots_of(name);
+        assert!(snaps.len() >= 2, "{name}: {snaps:#?}");
+        assert!(
+            snaps.iter().all(|s| s["kind"] == kind),
+            "{name}: {snaps:#?}"
+        );
+    }
+    // The secret never reached the repository; the record says it was redacted.
+    let env = lab.lifeline(&[
+        "dump",
+        "--tag",
+        "source=app-env",
+        "latest",
+        "environment.env",
+    ]);
+    env.assert_success();
+    let text = env.stdout_str();
+    assert!(text.contains("APP_MODE='daemon'"), "{text}");
+    assert!(!text.contains("do-not-store"), "{text}");
+    // Every exported row once, across all the exports the schedule made.
+    let rows: u64 = lab
+        .snapshots_of("phi-audit")
+        .iter()
+        .map(|s| {
+            s["source"]["rows"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(rows, 51);
+    lab.lifeline(&["audit-table", "verify", "phi-audit"])
+        .assert_success();
 }
 
 // ---------------------------------------------------------------------------
