@@ -9,6 +9,7 @@ pub mod files;
 pub mod postgres;
 mod read_ahead;
 pub use read_ahead::ReadAhead;
+pub mod s3;
 pub mod source;
 pub mod stdin;
 

@@ -23,6 +23,8 @@ pub enum Error {
     Postgres(#[from] postgres::Error),
     #[error(transparent)]
     Command(#[from] command::Error),
+    #[error(transparent)]
+    S3(#[from] crate::s3::Error),
 }
 
 /// A capture's result: the snapshot (not yet saved) and what the kind wants said about it.
