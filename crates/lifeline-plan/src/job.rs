@@ -227,7 +227,11 @@ pub(crate) fn build(
             wal_timeout: source.wal_timeout.unwrap_or(Duration::from_secs(300)),
             tools: Box::new(tools),
         }),
-        SourceKind::Redis | SourceKind::S3 | SourceKind::Config | SourceKind::AuditTable => {
+        SourceKind::S3 => Box::new(lifeline_sources::s3::S3Source {
+            url: source.bucket.clone().ok_or_else(|| missing("bucket"))?,
+            settings: source.s3.clone().unwrap_or_default(),
+        }),
+        SourceKind::Redis | SourceKind::Config | SourceKind::AuditTable => {
             anyhow::bail!("kind {} is being built", source.kind.as_str())
         }
     })
