@@ -79,6 +79,8 @@ pub enum Command {
     Drill(commands::drill::Args),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery, logical dumps
     Pg(commands::pg::Args),
+    /// S3 buckets: put a snapshot's objects back into a bucket
+    S3(commands::s3::Args),
     /// The audit trail: verify its chain and seals, read it
     Audit(commands::audit::Args),
     /// Every source's recovery point for a time, their skew, the restore commands in order

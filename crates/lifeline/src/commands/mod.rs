@@ -22,6 +22,7 @@ pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod run;
+pub mod s3;
 pub mod snapshots;
 pub mod stats;
 pub mod status;
@@ -66,5 +67,6 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::RecoveryPlan(args) => recovery_plan::run(ctx, args),
         Command::Report(args) => report::run(ctx, args),
         Command::Drill(args) => drill::run(ctx, args),
+        Command::S3(args) => s3::run(ctx, args),
     }
 }
