@@ -255,9 +255,10 @@ pub(crate) fn build(
                 .timeout
                 .unwrap_or(lifeline_sources::audit_export::export::DEFAULT_TIMEOUT),
         }),
-        SourceKind::S3 => {
-            anyhow::bail!("kind {} is being built", source.kind.as_str())
-        }
+        SourceKind::S3 => Box::new(lifeline_sources::s3::S3Source {
+            url: source.bucket.clone().ok_or_else(|| missing("bucket"))?,
+            settings: source.s3.clone().unwrap_or_default(),
+        }),
     })
 }
 

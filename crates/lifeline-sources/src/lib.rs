@@ -10,6 +10,7 @@ pub mod postgres;
 mod read_ahead;
 pub mod redis;
 pub use read_ahead::ReadAhead;
+pub mod s3;
 pub mod source;
 pub mod stdin;
 

@@ -29,6 +29,8 @@ pub enum Error {
     Redis(#[from] crate::redis::Error),
     #[error(transparent)]
     AuditTable(#[from] crate::audit_export::Error),
+    #[error(transparent)]
+    S3(#[from] crate::s3::Error),
 }
 
 /// A capture's result: the snapshot (not yet saved) and what the kind wants said about it.

@@ -81,6 +81,8 @@ pub enum Command {
     Pg(commands::pg::Args),
     /// Redis: lay out a snapshot's RDB and AOF, start a server on it and compare key counts
     Redis(commands::redis::Args),
+    /// S3 buckets: put a snapshot's objects back into a bucket
+    S3(commands::s3::Args),
     /// The audit trail: verify its chain and seals, read it
     Audit(commands::audit::Args),
     /// Audit-table exports: verify their hash chains

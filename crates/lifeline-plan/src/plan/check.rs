@@ -341,16 +341,49 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                 }
             }
             SourceKind::S3 => {
-                if source
-                    .bucket
-                    .as_deref()
-                    .is_none_or(|b| !b.starts_with("s3://"))
-                {
-                    c.add(
+                match source.bucket.as_deref().and_then(|b| b.strip_prefix("s3://")) {
+                    None => c.add(
                         &at("bucket"),
                         format!("s3 source {name:?} has no bucket URL"),
                         "add `bucket = \"s3://BUCKET/PREFIX\"`",
-                    );
+                    ),
+                    Some(rest) if rest.split('/').next().is_none_or(str::is_empty) => c.add(
+                        &at("bucket"),
+                        format!("the bucket URL of s3 source {name:?} names no bucket"),
+                        "write it as `s3://BUCKET/PREFIX` (the prefix may be left out)",
+                    ),
+                    // The S3 client cannot name such a prefix (docs/sources/s3.md, limits).
+                    Some(rest)
+                        if rest
+                            .trim_end_matches('/')
+                            .split('/')
+                            .skip(1)
+                            .any(|s| s.is_empty() || s == "." || s == "..") =>
+                    {
+                        c.add(
+                            &at("bucket"),
+                            format!("the prefix of s3 source {name:?} has an empty, `.` or `..` segment"),
+                            "write the prefix as the keys begin, segments separated by single slashes",
+                        )
+                    }
+                    Some(_) => {}
+                }
+                let secret = source
+                    .s3
+                    .as_ref()
+                    .and_then(|s| s.secret_access_key_file.as_ref());
+                if let Some(file) = secret {
+                    let full = c.base.join(file);
+                    if !full.exists() {
+                        c.add(
+                            &at("s3"),
+                            format!(
+                                "s3 source {name:?}: secret_access_key_file {} does not exist",
+                                full.display()
+                            ),
+                            "create the file (mode 0600) or correct the path",
+                        );
+                    }
                 }
             }
             SourceKind::Config => {

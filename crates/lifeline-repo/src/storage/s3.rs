@@ -50,15 +50,27 @@ impl S3Storage {
     /// Open `s3://BUCKET/PREFIX`. Endpoint, region and credentials come from `settings`, else from
     /// `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`.
     pub fn open(url: &str, settings: &S3Settings) -> Result<Self> {
-        let rest = url.strip_prefix("s3://").ok_or_else(|| {
-            Error::Invalid(format!("{url:?} is not an S3 URL: use s3://BUCKET/PREFIX"))
-        })?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Invalid(format!(
-                "{url:?} names no bucket: use s3://BUCKET/PREFIX"
-            )));
-        }
+        let (store, prefix) = Self::client(url, settings)?;
+        let (bucket, _) = split_url(url)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("tokio runtime", e))?;
+        Ok(S3Storage {
+            store,
+            location: format!("s3://{bucket}/{prefix}"),
+            prefix,
+            runtime,
+        })
+    }
+
+    /// A client for the bucket of `s3://BUCKET/PREFIX`, configured as repositories open theirs
+    /// (endpoint, region and credentials from `settings`, else the `AWS_*` environment; path-style
+    /// requests; retries and timeouts), and the URL's prefix without surrounding slashes. Sources
+    /// that read a bucket open it with this, so a bucket that works as a repository works as a source.
+    pub fn client(url: &str, settings: &S3Settings) -> Result<(AmazonS3, String)> {
+        let (bucket, prefix) = split_url(url)?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             // Self-hosted stores rarely have wildcard DNS for bucket subdomains.
@@ -102,17 +114,7 @@ impl S3Storage {
             message: e.to_string(),
             hint: "; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for a self-hosted store)".into(),
         })?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("tokio runtime", e))?;
-        Ok(S3Storage {
-            store,
-            prefix: prefix.trim_matches('/').to_string(),
-            location: format!("s3://{bucket}/{}", prefix.trim_matches('/')),
-            runtime,
-        })
+        Ok((store, prefix.trim_matches('/').to_string()))
     }
 
     fn path(&self, key: &str) -> Path {
@@ -201,6 +203,20 @@ impl S3Storage {
         }
         writer.finish().await.map(|_| ())
     }
+}
+
+/// `s3://BUCKET/PREFIX` as its bucket and its prefix (as written).
+fn split_url(url: &str) -> Result<(&str, &str)> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| {
+        Error::Invalid(format!("{url:?} is not an S3 URL: use s3://BUCKET/PREFIX"))
+    })?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{url:?} names no bucket: use s3://BUCKET/PREFIX"
+        )));
+    }
+    Ok((bucket, prefix))
 }
 
 /// Whether an error may go away by itself: anything but a definite answer from the store.

@@ -24,6 +24,7 @@ pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod run;
+pub mod s3;
 pub mod snapshots;
 pub mod stats;
 pub mod status;
@@ -70,5 +71,6 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::Report(args) => report::run(ctx, args),
         Command::Drill(args) => drill::run(ctx, args),
         Command::Redis(args) => redis::run(ctx, args),
+        Command::S3(args) => s3::run(ctx, args),
     }
 }
