@@ -190,7 +190,15 @@ fn append_line(path: &std::path::Path, id: &Id, entry: &Entry) -> std::io::Resul
 }
 
 /// Operations that decrypt backup content into a place someone can read it: PHI may be accessed.
-const READS_CONTENT: &[&str] = &["restore", "dump", "pg restore", "pg restore-dump", "drill"];
+const READS_CONTENT: &[&str] = &[
+    "restore",
+    "dump",
+    "pg restore",
+    "pg restore-dump",
+    "redis restore",
+    "s3 restore",
+    "drill",
+];
 
 /// A record in the shape of the platform's `audit_logs` rows (backup-and-recovery-guide.md).
 fn row(id: &Id, entry: &Entry) -> AuditRow {
