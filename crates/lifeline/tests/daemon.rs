@@ -967,11 +967,31 @@ fn the_daemon_drills_a_source_on_its_drill_schedule() {
     );
 }
 
-/// The kinds of issue 12 run on the daemon's schedules as the others do: a Redis server's RDB, the
-/// daemon's own environment (a secret redacted) and an audit table's hash-chained exports.
+/// The kinds of issue 12 run on the daemon's schedules as the others do: a Redis server's RDB, a
+/// bucket prefix of the test's Garage cluster (AWS_* and LIFELINE_TEST_BUCKET from scripts/test.sh,
+/// inherited by the daemon), the daemon's own environment (a secret redacted) and an audit table's
+/// hash-chained exports.
 #[test]
-fn redis_config_and_audit_table_sources_run_on_the_daemons_schedules() {
+fn redis_s3_config_and_audit_table_sources_run_on_the_daemons_schedules() {
     let lab = Lab::new("kinds");
+    let bucket = std::env::var("LIFELINE_TEST_BUCKET").unwrap_or_else(|_| {
+        panic!("LIFELINE_TEST_BUCKET is not set: run with scripts/test.sh, which starts Garage")
+    });
+    let blobs = format!("s3://{bucket}/daemon-{}", std::process::id());
+    let store = lifeline_sources::s3::Bucket::open(&blobs, &Default::default()).unwrap();
+    for i in 0..20 {
+        let headers = lifeline_sources::s3::Headers {
+            content_type: Some("application/pdf".into()),
+            ..Default::default()
+        };
+        store
+            .put(
+                &format!("scans/{i}.pdf"),
+                common::random_bytes(i as u64, 4096),
+                &headers,
+            )
+            .unwrap();
+    }
     let redis = common::redis::Server::start(&[]);
     let mut client = redis.client();
     common::redis::cmd(&mut client, &["SET", "session:1", "alive"]);
@@ -984,11 +1004,14 @@ fn redis_config_and_audit_table_sources_run_on_the_daemons_schedules() {
     lab.write_plan(&format!(
         "[[sources]]\nname = \"sessions\"\nkind = \"redis\"\nclass = \"keep\"\n\
          url = {:?}\nschedule = \"*/3 * * * * *\"\n\n\
+         [[sources]]\nname = \"blobs\"\nkind = \"s3\"\nclass = \"keep\"\n\
+         bucket = {:?}\nschedule = \"*/3 * * * * *\"\n\n\
          [[sources]]\nname = \"app-env\"\nkind = \"config\"\nclass = \"keep\"\n\
          env = [\"APP_*\"]\nschedule = \"*/3 * * * * *\"\n\n\
          [[sources]]\nname = \"phi-audit\"\nkind = \"audit-table\"\nclass = \"keep\"\n\
          db = {:?}\ntable = \"audit_log\"\nwatermark = \"id\"\nschedule = \"*/3 * * * * *\"\n",
         redis.url(),
+        blobs,
         pg.url(),
     ));
     lab.lifeline(&["plan", "check"]).assert_success();
@@ -996,7 +1019,7 @@ fn redis_config_and_audit_table_sources_run_on_the_daemons_schedules() {
         &lab,
         &[("APP_MODE", "daemon"), ("APP_API_TOKEN", "do-not-store")],
     );
-    let names = ["sessions", "app-env", "phi-audit"];
+    let names = ["sessions", "blobs", "app-env", "phi-audit"];
     wait_for(
         Duration::from_secs(120),
         "two successful jobs of every source",
