@@ -13,7 +13,6 @@
 //! Configuration is small, so the walk is sequential and reads every file each time; unchanged
 //! files add no data all the same, as their chunks are already in the repository.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
@@ -24,6 +23,7 @@ use lifeline_repo::snapshot::{ItemError, Summary};
 use lifeline_repo::tree::{Node, NodeType, Tree};
 use lifeline_repo::{Result, Writer};
 
+use crate::files::backup::Trie;
 use crate::Progress;
 
 /// The symlink that marks a Kubernetes ConfigMap, Secret or projected volume.
@@ -37,13 +37,6 @@ pub(super) struct Walked {
     pub errors: Vec<ItemError>,
     /// Directories stored as Kubernetes volumes (their keys followed).
     pub volumes: Vec<String>,
-}
-
-/// The configured paths as a tree of their components, so `/etc/a` and `/etc/b` share `/etc`.
-#[derive(Default)]
-struct Trie {
-    children: BTreeMap<Vec<u8>, Trie>,
-    selected: bool,
 }
 
 struct Walk<'a, 'r> {
@@ -60,17 +53,7 @@ pub(super) fn walk(
     paths: &[PathBuf],
     progress: &dyn Progress,
 ) -> Result<Walked> {
-    let mut trie = Trie::default();
-    for path in paths {
-        let mut node = &mut trie;
-        for part in path.components().skip(1) {
-            node = node
-                .children
-                .entry(part.as_os_str().as_bytes().to_vec())
-                .or_default();
-        }
-        node.selected = true;
-    }
+    let trie = Trie::of(paths);
     let mut walk = Walk {
         writer,
         progress,

@@ -115,15 +115,15 @@ pub fn check(name: impl Into<String>, result: CheckResult, message: impl Into<St
     }
 }
 
-/// Records steps as they run, timed.
+/// Records steps as they run, timed (every kind's drill).
 #[derive(Debug, Default)]
-struct Recorder {
-    drilled: Drilled,
+pub(crate) struct Recorder {
+    pub(crate) drilled: Drilled,
 }
 
 impl Recorder {
     /// Run one step; its error becomes the step's message and `None`. `say` describes a success.
-    fn step<T, E: Display>(
+    pub(crate) fn step<T, E: Display>(
         &mut self,
         name: &str,
         run: impl FnOnce() -> Result<T, E>,
@@ -148,11 +148,11 @@ impl Recorder {
         value
     }
 
-    fn check(&mut self, check: Check) {
+    pub(crate) fn check(&mut self, check: Check) {
         self.drilled.checks.push(check);
     }
 
-    fn finish(self) -> Drilled {
+    pub(crate) fn finish(self) -> Drilled {
         self.drilled
     }
 }

@@ -45,9 +45,28 @@ struct Session<'a, 'r> {
 
 /// A component trie of the requested paths, so `/a/b` and `/a/c` share the node for `/a`.
 #[derive(Default)]
-struct Trie {
-    children: BTreeMap<Vec<u8>, Trie>,
-    selected: bool,
+pub(crate) struct Trie {
+    pub(crate) children: BTreeMap<Vec<u8>, Trie>,
+    /// A path given, not only a directory above one.
+    pub(crate) selected: bool,
+}
+
+impl Trie {
+    /// The trie of `paths` (absolute).
+    pub(crate) fn of(paths: &[PathBuf]) -> Trie {
+        let mut trie = Trie::default();
+        for path in paths {
+            let mut node = &mut trie;
+            for part in path.components().skip(1) {
+                node = node
+                    .children
+                    .entry(part.as_os_str().as_bytes().to_vec())
+                    .or_default();
+            }
+            node.selected = true;
+        }
+        trie
+    }
 }
 
 /// Back up `paths` (absolute). `parent` is the root tree of an earlier snapshot of the same paths:
@@ -59,17 +78,7 @@ pub fn backup(
     exclusions: &Exclusions,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
-    let mut trie = Trie::default();
-    for path in paths {
-        let mut node = &mut trie;
-        for part in path.components().skip(1) {
-            node = node
-                .children
-                .entry(part.as_os_str().as_bytes().to_vec())
-                .or_default();
-        }
-        node.selected = true;
-    }
+    let trie = Trie::of(paths);
     let session = Session {
         writer,
         progress,

@@ -1,6 +1,6 @@
 //! Files and directory trees.
 
-mod backup;
+pub(crate) mod backup;
 mod exclude;
 mod metadata;
 mod restore;

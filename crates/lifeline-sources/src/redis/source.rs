@@ -3,9 +3,9 @@
 //! the RDB, and again from the AOF when one was captured).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lifeline_repo::drill::{Check, CheckResult, Step};
+use lifeline_repo::drill::{Check, CheckResult};
 use lifeline_repo::Repository;
 
 use super::capture::{capture, CaptureRequest};
@@ -14,7 +14,7 @@ use super::compare::{self, Verdict};
 use super::error::Result;
 use super::restore::{self, AofLayout, Expected, LoadFrom};
 use super::server::{self, StartRequest};
-use crate::drill::{DrillRequest, Drilled, CLEANUP};
+use crate::drill::{DrillRequest, Drilled, Recorder, CLEANUP};
 use crate::source::{Captured, Error, Source};
 use crate::Progress;
 
@@ -58,39 +58,6 @@ impl Source for RedisSource {
     }
 }
 
-/// Steps timed as they run, their failures recorded rather than returned.
-#[derive(Default)]
-struct Steps {
-    drilled: Drilled,
-}
-
-impl Steps {
-    fn step<T>(
-        &mut self,
-        name: &str,
-        run: impl FnOnce() -> Result<T>,
-        say: impl FnOnce(&T) -> String,
-    ) -> Option<T> {
-        let clock = Instant::now();
-        let result = run();
-        let seconds = clock.elapsed().as_secs_f64();
-        let (ok, message, value) = match result {
-            Ok(v) => (true, say(&v), Some(v)),
-            Err(e) => (false, e.to_string(), None),
-        };
-        self.drilled.steps.push(Step {
-            name: name.into(),
-            seconds,
-            ok,
-            message: Some(message).filter(|m| !m.is_empty()),
-        });
-        if name == CLEANUP {
-            self.drilled.cleanup_seconds += seconds;
-        }
-        value
-    }
-}
-
 /// Lay out, start from the RDB (and from the AOF), compare, stop, remove.
 pub fn drill(
     repo: &Repository,
@@ -98,7 +65,7 @@ pub fn drill(
     program: &Path,
     progress: &dyn Progress,
 ) -> Drilled {
-    let mut steps = Steps::default();
+    let mut steps = Recorder::default();
     let snapshot = request.snapshot;
     let dir = request.scratch.join("redis");
     let laid = steps.step(
@@ -143,7 +110,7 @@ pub fn drill(
 }
 
 fn start_and_compare(
-    steps: &mut Steps,
+    steps: &mut Recorder,
     request: &DrillRequest<'_>,
     program: &Path,
     dir: &Path,
