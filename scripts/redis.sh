@@ -13,6 +13,7 @@ REDIS_HOME=$TOOLS_HOME/redis-$REDIS_VERSION
 REDIS_SERVER=$REDIS_HOME/usr/bin/redis-server
 REDIS_CLI=$REDIS_HOME/usr/bin/redis-cli
 APT_MARKER=$TOOLS_HOME/.apt-updated
+INSTALLING=Redis
 # redis-server is a symlink to redis-check-rdb, which redis-tools holds. The libraries are what
 # redis-tools depends on (ldd confirms nothing is missing after unpacking).
 DEB_PACKAGES=(redis-server redis-tools)
@@ -29,73 +30,19 @@ usage() {
 	exit 2
 }
 
-# Runs a command quietly; on failure prints the command and all it said, then stops.
-run() {
-	local out
-	if ! out=$("$@" 2>&1); then
-		log "command failed: $*"
-		printf '%s\n' "$out" >&2
-		die "could not install Redis (see the output above)"
-	fi
-}
-
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
-
-refresh() {
-	log "refreshing apt's package lists"
-	run apt-get update -qq
-	touch "$APT_MARKER"
-}
-
-# Refreshes apt's package lists at most once a day, and only when a wanted package is unknown to it.
-apt_refresh_for() {
-	local pkg
-	[[ -z $(find "$APT_MARKER" -mmin -1440 2>/dev/null) ]] || return 0
-	for pkg in "$@"; do
-		if ! apt-cache show "$pkg" >/dev/null 2>&1; then
-			refresh
-			return 0
-		fi
-	done
-}
-
-install_libs() {
-	local pkg missing=()
-	for pkg in "${LIB_PACKAGES[@]}"; do
-		installed "$pkg" || missing+=("$pkg")
-	done
-	((${#missing[@]})) || return 0
-	apt_refresh_for "${missing[@]}"
-	log "apt-get install ${missing[*]}"
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-		log "apt-get install failed; refreshing apt's package lists and trying again"
-		refresh
-		DEBIAN_FRONTEND=noninteractive run apt-get install -y -qq --no-install-recommends "${missing[@]}"
-	fi
-}
+# shellcheck source=scripts/apt.sh
+source "$(dirname "$0")/apt.sh"
 
 install_redis() {
 	[[ -x $REDIS_SERVER && -x $REDIS_CLI ]] && return 0
 	apt_refresh_for "${DEB_PACKAGES[@]}"
-	local candidate stage deb
+	local candidate
 	candidate=$(apt-cache policy redis-server | sed -n 's/^ *Candidate: //p')
 	# 5:7.0.15-1~deb12u10: the epoch, then the upstream version this script pins.
 	[[ $candidate == *:"$REDIS_VERSION"-* ]] ||
 		die "apt offers redis-server ${candidate:-(none)}, not $REDIS_VERSION; this script expects Debian bookworm"
 	log "unpacking redis-server $candidate into $REDIS_HOME"
-	stage=$(mktemp -d)
-	# apt-get download writes into the current folder, as the _apt user when it can.
-	if ! (cd "$stage" && chmod 777 . && apt-get download -qq "${DEB_PACKAGES[@]}" >/dev/null 2>&1); then
-		log "apt-get download failed; refreshing apt's package lists and trying again"
-		refresh
-		(cd "$stage" && run apt-get download -qq "${DEB_PACKAGES[@]}")
-	fi
-	rm -rf "$REDIS_HOME.tmp"
-	for deb in "$stage"/*.deb; do
-		[[ -f $deb ]] || die "apt-get download left no .deb in $stage"
-		run dpkg -x "$deb" "$REDIS_HOME.tmp"
-	done
-	rm -rf "$stage"
+	apt_unpack "$REDIS_HOME.tmp" "${DEB_PACKAGES[@]}"
 	[[ -x $REDIS_HOME.tmp/usr/bin/redis-check-rdb ]] || die "the packages hold no usr/bin/redis-check-rdb"
 	# Renamed into place last: an interrupted install leaves nothing that looks complete.
 	mv "$REDIS_HOME.tmp" "$REDIS_HOME"
@@ -122,7 +69,7 @@ cmd_install() {
 	if ((!ready)); then
 		((EUID == 0)) || die "installing needs root"
 		install -d -m 755 "$TOOLS_HOME"
-		install_libs
+		apt_install "${LIB_PACKAGES[@]}"
 		install_redis
 	fi
 	verify

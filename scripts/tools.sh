@@ -12,6 +12,7 @@ set -euo pipefail
 
 TOOLS_HOME=/opt/lifeline-tools
 APT_MARKER=$TOOLS_HOME/.apt-updated
+INSTALLING="the tools"
 PROMETHEUS_HOME=$TOOLS_HOME/prometheus
 PROMTOOL=$PROMETHEUS_HOME/usr/bin/promtool
 # Pinned: its bundled schemas decide which Kubernetes versions scripts/deploy-check.sh can check against.
@@ -35,68 +36,13 @@ usage() {
 	exit 2
 }
 
-# Runs a command quietly; on failure prints the command and all it said, then stops.
-run() {
-	local out
-	if ! out=$("$@" 2>&1); then
-		log "command failed: $*"
-		printf '%s\n' "$out" >&2
-		die "could not install the tools (see the output above)"
-	fi
-}
-
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
-
-# Refreshes apt's package lists at most once a day, and only when a wanted package is unknown to it.
-apt_refresh_for() {
-	local pkg
-	[[ -z $(find "$APT_MARKER" -mmin -1440 2>/dev/null) ]] || return 0
-	for pkg in "$@"; do
-		if ! apt-cache show "$pkg" >/dev/null 2>&1; then
-			log "refreshing apt's package lists"
-			run apt-get update -qq
-			touch "$APT_MARKER"
-			return 0
-		fi
-	done
-}
-
-install_apt() {
-	local pkg missing=()
-	for pkg in "${APT_PACKAGES[@]}"; do
-		installed "$pkg" || missing+=("$pkg")
-	done
-	((${#missing[@]})) || return 0
-	apt_refresh_for "${missing[@]}"
-	log "apt-get install ${missing[*]}"
-	# Lists that know a package can still name a version the mirror has dropped (a security
-	# update): then one refresh and a second try.
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-		log "apt-get install failed; refreshing apt's package lists and trying again"
-		run apt-get update -qq
-		touch "$APT_MARKER"
-		DEBIAN_FRONTEND=noninteractive run apt-get install -y -qq --no-install-recommends "${missing[@]}"
-	fi
-}
+# shellcheck source=scripts/apt.sh
+source "$(dirname "$0")/apt.sh"
 
 install_promtool() {
 	[[ -x $PROMTOOL ]] && return 0
-	apt_refresh_for prometheus
 	log "unpacking promtool from Debian's prometheus package into $PROMETHEUS_HOME"
-	local stage deb
-	stage=$(mktemp -d)
-	# apt-get download writes into the current folder, as the _apt user when it can.
-	if ! (cd "$stage" && chmod 777 . && apt-get download -qq prometheus >/dev/null 2>&1); then
-		log "apt-get download prometheus failed; refreshing apt's package lists and trying again"
-		run apt-get update -qq
-		touch "$APT_MARKER"
-		(cd "$stage" && run apt-get download -qq prometheus)
-	fi
-	deb=$(find "$stage" -maxdepth 1 -name 'prometheus_*.deb' | head -n 1)
-	[[ -n $deb ]] || die "apt-get download prometheus left no prometheus_*.deb in $stage"
-	rm -rf "$PROMETHEUS_HOME.tmp"
-	run dpkg -x "$deb" "$PROMETHEUS_HOME.tmp"
-	rm -rf "$stage"
+	apt_unpack "$PROMETHEUS_HOME.tmp" prometheus
 	[[ -x $PROMETHEUS_HOME.tmp/usr/bin/promtool ]] || die "the prometheus package holds no usr/bin/promtool"
 	# Renamed into place last: an interrupted install leaves nothing that looks complete.
 	mv "$PROMETHEUS_HOME.tmp" "$PROMETHEUS_HOME"
@@ -135,7 +81,7 @@ cmd_install() {
 	if [[ ! -x $PROMTOOL || ! -f $VENV/.complete ]] || ! installed chromium || ! installed chromium-driver; then
 		((EUID == 0)) || die "installing needs root"
 		install -d -m 755 "$TOOLS_HOME"
-		install_apt
+		apt_install "${APT_PACKAGES[@]}"
 		install_promtool
 		install_kubernetes_validate
 	fi
