@@ -974,10 +974,8 @@ fn the_daemon_drills_a_source_on_its_drill_schedule() {
 #[test]
 fn redis_s3_config_and_audit_table_sources_run_on_the_daemons_schedules() {
     let lab = Lab::new("kinds");
-    let bucket = std::env::var("LIFELINE_TEST_BUCKET").unwrap_or_else(|_| {
-        panic!("LIFELINE_TEST_BUCKET is not set: run with scripts/test.sh, which starts Garage")
-    });
-    let blobs = format!("s3://{bucket}/daemon-{}", std::process::id());
+    let garage = common::garage::S3Env::from_env();
+    let blobs = format!("s3://{}/daemon-{}", garage.bucket, std::process::id());
     let store = lifeline_sources::s3::Bucket::open(&blobs, &Default::default()).unwrap();
     for i in 0..20 {
         let headers = lifeline_sources::s3::Headers {

@@ -19,58 +19,13 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use common::fault_proxy::{self, FaultProxy};
+use common::garage::S3Env;
 use common::*;
 use lifeline_repo::storage::S3Settings;
 use lifeline_sources::s3::{Bucket, Headers, Listed};
 use serde_json::Value;
 
-const REQUIRED_VARS: [&str; 6] = [
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "LIFELINE_TEST_BUCKET",
-    "LIFELINE_TEST_BUCKET2",
-];
-
-/// The Garage cluster of the environment.
-struct Garage {
-    endpoint: String,
-    region: String,
-    key_id: String,
-    secret: String,
-    bucket: String,
-    bucket2: String,
-}
-
-impl Garage {
-    #[track_caller]
-    fn from_env() -> Garage {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let missing: Vec<&str> = REQUIRED_VARS
-            .iter()
-            .copied()
-            .filter(|k| get(k).is_none())
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "the s3 source tests need a running Garage cluster, but {} not set.\n\
-             Run the whole suite with scripts/test.sh (it installs Garage if needed, starts a \
-             cluster and exports them), or start one yourself:\n    \
-             scripts/garage.sh start /tmp/lifeline-garage && source /tmp/lifeline-garage/env",
-            missing.join(", ")
-        );
-        let get = |k: &str| get(k).unwrap();
-        Garage {
-            endpoint: get("AWS_ENDPOINT_URL"),
-            region: get("AWS_REGION"),
-            key_id: get("AWS_ACCESS_KEY_ID"),
-            secret: get("AWS_SECRET_ACCESS_KEY"),
-            bucket: get("LIFELINE_TEST_BUCKET"),
-            bucket2: get("LIFELINE_TEST_BUCKET2"),
-        }
-    }
-
+impl S3Env {
     /// Lifeline's client for `url`, with the test's credentials.
     #[track_caller]
     fn open(&self, url: &str) -> Bucket {
@@ -223,7 +178,7 @@ impl Planned {
     /// `repository`: an `s3://` URL (opened with the same settings), else a directory of the sandbox.
     /// `sources` is the plan's `[[sources]]` text; `{S3}` in it becomes the `s3 = {…}` settings.
     #[track_caller]
-    fn new(garage: &Garage, endpoint: &str, repository: Option<&str>, sources: &str) -> Planned {
+    fn new(garage: &S3Env, endpoint: &str, repository: Option<&str>, sources: &str) -> Planned {
         let sandbox = Sandbox::new();
         let password = sandbox.write("password", PASSWORD);
         let secret = sandbox.write("s3-secret", &garage.secret);
@@ -362,7 +317,7 @@ fn mtime_ms(path: &Path) -> i64 {
 /// object with its content type and metadata, and run again puts nothing.
 #[test]
 fn ten_thousand_objects_incrementally_captured_and_restored_to_a_directory_and_a_bucket() {
-    let garage = Garage::from_env();
+    let garage = S3Env::from_env();
     let prefix = unique_prefix("s3src-10k");
     let src_url = format!("s3://{}/{prefix}/live", garage.bucket);
     let dst_url = format!("s3://{}/{prefix}/restored", garage.bucket2);
@@ -552,7 +507,7 @@ tags = ["team=web"]
 /// uploaded in parts at restore) survive the round trip; the drill restores and verifies them.
 #[test]
 fn awkward_keys_and_large_objects_round_trip_and_drill() {
-    let garage = Garage::from_env();
+    let garage = S3Env::from_env();
     let prefix = unique_prefix("s3src-awkward");
     let src_url = format!("s3://{}/{prefix}/src", garage.bucket);
     let src = garage.open(&src_url);
@@ -696,7 +651,7 @@ bucket = "{src_url}"
 /// snapshot of another kind, a source that is not an s3 one.
 #[test]
 fn mistakes_are_refused_with_what_to_do() {
-    let garage = Garage::from_env();
+    let garage = S3Env::from_env();
     let p = Planned::new(
         &garage,
         &garage.endpoint,
@@ -764,7 +719,7 @@ paths = ["/etc/passwd"]
 
 /// PUT `data` under `key` with curl, which, unlike lifeline's client, can name any key.
 #[track_caller]
-fn curl_put(garage: &Garage, bucket: &str, key: &str, data: &str) {
+fn curl_put(garage: &S3Env, bucket: &str, key: &str, data: &str) {
     let out = run(
         std::process::Command::new("curl")
             .args(["-sS", "--fail-with-body", "-X", "PUT", "--aws-sigv4"])
@@ -787,7 +742,7 @@ fn curl_put(garage: &Garage, bucket: &str, key: &str, data: &str) {
 /// an empty segment makes the listing fail, saying why (docs/sources/s3.md, limits).
 #[test]
 fn folder_markers_vanish_and_unnamable_keys_fail_the_capture_saying_why() {
-    let garage = Garage::from_env();
+    let garage = S3Env::from_env();
     let prefix = unique_prefix("s3src-limits");
     let src_url = format!("s3://{}/{prefix}", garage.bucket);
     let src = garage.open(&src_url);

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fault_proxy;
+pub mod garage;
 pub mod pg;
 pub mod pitr;
 pub mod redis;
