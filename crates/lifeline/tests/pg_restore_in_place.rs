@@ -160,10 +160,13 @@ fn pg_restore_delta_rewrites_only_changed_files() {
         rewritten * 10 < checked,
         "a delta restore after a small change rewrote {rewritten} of {checked} files\n{report:#}"
     );
-    // Chunks average 1 MiB, so a few changed pages cost a few whole chunks: 6-10 MB of 55 MB
-    // seen (pgBackRest rewrites whole files: here the 26 MB pgbench_accounts among them).
+    // The copy differs from the backup in three pages of the two big files (pgbench_accounts'
+    // first and last page, one index page) plus small catalog files. Each changed page costs its
+    // whole chunk, 256 KiB to 4 MiB (files profile), and chunk boundaries move with each
+    // repository's secret gear: seen 2.8-14 MB of 55 MB over ten runs, bounded by 3 x 4 MiB plus
+    // the small files. pgBackRest rewrites whole files: the 26 MB pgbench_accounts among them.
     assert!(
-        written * 4 < backup_bytes,
+        written * 2 < backup_bytes,
         "a delta restore after a small change wrote {written} bytes of {backup_bytes}\n{report:#}"
     );
     assert!(removed >= 2, "the added file and table go: {report:#}");
