@@ -1,5 +1,5 @@
-# Shared by the install scripts (tools.sh, redis.sh): sourced, never run. The caller sets APT_MARKER
-# (a file whose age says when apt's lists were last refreshed) and INSTALLING (what is being
+# Shared by the install scripts (tools.sh, redis.sh, softhsm.sh): sourced, never run. The caller sets
+# APT_MARKER (a file whose age says when apt's lists were last refreshed) and INSTALLING (what is being
 # installed, for error messages), and defines `log` and `die`.
 
 # Runs a command quietly; on failure prints the command and all it said, then stops.
