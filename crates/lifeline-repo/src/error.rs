@@ -43,6 +43,14 @@ pub enum Error {
     AmbiguousSnapshot(String),
     #[error("repository format: {0}")]
     Format(String),
+    #[error("this credential's role is `{role}`: {what} needs a {needs} credential (format.md §3.1; docs/keys.md)")]
+    NotPermitted {
+        role: String,
+        what: String,
+        needs: String,
+    },
+    #[error("object {key} is shredded: key epoch {epoch} was destroyed, so nobody can decrypt it")]
+    Shredded { key: String, epoch: u32 },
     #[error("{0}")]
     Invalid(String),
 }
@@ -52,6 +60,8 @@ pub enum Error {
 pub enum ErrorKind {
     RepositoryNotFound,
     WrongPassword,
+    /// The credential opened the repository, but its role does not allow the operation.
+    NotPermitted,
     Damaged,
     Other,
 }
@@ -61,6 +71,7 @@ impl Error {
         match self {
             Error::RepositoryNotFound { .. } => ErrorKind::RepositoryNotFound,
             Error::WrongPassword => ErrorKind::WrongPassword,
+            Error::NotPermitted { .. } => ErrorKind::NotPermitted,
             Error::Corrupt { .. } | Error::ObjectMissing { .. } => ErrorKind::Damaged,
             _ => ErrorKind::Other,
         }

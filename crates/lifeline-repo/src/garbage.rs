@@ -20,6 +20,7 @@ pub struct MarkRecord {
 }
 
 impl Record for MarkRecord {
+    const FOR_WRITERS: bool = true;
     const PREFIX: &'static str = "garbage/";
     const TYPE: &'static str = "mark";
     fn stamp(&self) -> &Stamp {

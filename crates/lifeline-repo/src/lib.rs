@@ -16,6 +16,7 @@ pub mod hold;
 mod host;
 mod id;
 pub mod index;
+pub mod keys;
 pub mod named;
 pub mod pack;
 mod payload;

@@ -134,7 +134,7 @@ impl Repository {
         source: &mut Source<'_>,
     ) -> Result<Vec<u8>> {
         let io = |e: std::io::Error| Error::io(key, e);
-        let header = Header::new(ObjectType::Named, self.keyring().current_epoch());
+        let (header, sealer) = Sealer::fresh(self.keyring(), ObjectType::Named)?;
         let header_bytes = header.to_bytes();
         let mut object =
             Vec::with_capacity(HEADER_LEN + 9 + usize::try_from(size / 4).unwrap_or(0));
@@ -161,12 +161,7 @@ impl Repository {
             object.push(crate::payload::RAW);
             source()?.read_to_end(&mut object).map_err(io)?;
         }
-        Sealer::new(self.keyring(), &header)?.seal_in_place(
-            0,
-            &aad(&header_bytes, key),
-            &mut object,
-            HEADER_LEN,
-        );
+        sealer.seal_in_place(0, &aad(&header_bytes, key), &mut object, HEADER_LEN);
         Ok(object)
     }
 
@@ -203,7 +198,7 @@ impl Repository {
                 format!("holds a {:?}, expected a named object", header.object_type),
             ));
         }
-        let mut plain = Sealer::new(self.keyring(), &header)?.open(
+        let mut plain = Sealer::for_object(self.keyring(), &header, key)?.open(
             0,
             &aad(&bytes[..HEADER_LEN], key),
             &bytes[HEADER_LEN..],

@@ -91,7 +91,7 @@ impl<'r> BlobReader<'r> {
             None => self.repo.storage().get_range(&key, 0, HEADER_LEN as u64)?,
         };
         let header = Header::parse(&header_bytes, &key)?;
-        let sealer = Arc::new(Sealer::new(self.repo.keyring(), &header)?);
+        let sealer = Arc::new(Sealer::for_object(self.repo.keyring(), &header, &key)?);
         self.sealers
             .lock()
             .map_err(poisoned)?

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{open_object, seal_object, ObjectType};
+use crate::crypto::{open_object_of, seal_object, ObjectType};
 use crate::error::{Error, Result};
 use crate::repository::Repository;
 use crate::Id;
@@ -20,6 +20,18 @@ pub trait Record: Serialize + DeserializeOwned + Send {
     const TYPE: &'static str;
     /// The common fields (flattened into the payload).
     fn stamp(&self) -> &Stamp;
+    /// Whether write-only (`backup`) credentials must read it: then it is sealed under the index key
+    /// in v2 (envelope type 8, format.md §12).
+    const FOR_WRITERS: bool = false;
+}
+
+/// The envelope type records of kind `T` get in a repository of `format`.
+fn object_type<T: Record>(format: u32) -> ObjectType {
+    if T::FOR_WRITERS && format >= 2 {
+        ObjectType::Mark
+    } else {
+        ObjectType::Record
+    }
 }
 
 /// Who wrote a record and when, by the writer's clock (for people; ordering uses storage time).
@@ -78,7 +90,7 @@ pub fn save<T: Record>(repo: &Repository, record: &T) -> Result<Id> {
         .map_err(|e| Error::Format(format!("{} record CBOR: {e}", T::TYPE)))?;
     let bytes = seal_object(
         repo.keyring(),
-        ObjectType::Record,
+        object_type::<T>(repo.keyring().format),
         &crate::payload::encode(&cbor, 3),
     )?;
     let id = Id::of_stored(&bytes);
@@ -92,7 +104,13 @@ fn open<T: Record>(repo: &Repository, key: &str, bytes: &[u8]) -> Result<T> {
     if Id::of_stored(bytes).to_hex() != name {
         return Err(Error::corrupt(key, "its bytes do not hash to its name"));
     }
-    let payload = open_object(repo.keyring(), ObjectType::Record, bytes, key)?;
+    // A migrated repository still holds v1 records of every kind (type 6).
+    let payload = open_object_of(
+        repo.keyring(),
+        &[object_type::<T>(repo.keyring().format), ObjectType::Record],
+        bytes,
+        key,
+    )?;
     let cbor = crate::payload::decode_any(&payload, key)?;
     let kind: TypeOnly = ciborium::from_reader(cbor.as_slice())
         .map_err(|e| Error::corrupt(key, format!("CBOR: {e}")))?;

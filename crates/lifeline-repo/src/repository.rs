@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{open_object, seal_object, KeySlot, Keyring, ObjectType, Secret};
+use crate::crypto::{open_object, seal_object, KeySlot, Keyring, ObjectType, Opened, Role, Secret};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::pack::{read_trailer, PackBlobs};
@@ -14,7 +14,8 @@ use crate::snapshot::{Snapshot, SnapshotFilter};
 use crate::storage::Storage;
 use crate::Id;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The format new repositories get; v1 repositories are read and written as v1 until migrated.
+pub const FORMAT_VERSION: u32 = 2;
 pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,8 +31,14 @@ pub struct Config {
 pub struct KeyInfo {
     pub id: String,
     pub current: bool,
-    /// `password` or `key-file`.
+    /// `password`, `key-file` or `kms`.
     pub kind: &'static str,
+    pub role: Role,
+    /// 1: a v1 slot holding the whole keyring; 2: one role key.
+    pub version: u32,
+    /// A KMS slot's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_label: Option<String>,
     pub created: String,
     pub hostname: String,
     pub username: String,
@@ -70,6 +77,8 @@ pub struct Repository {
     config: Config,
     keyring: Keyring,
     slot: Id,
+    /// The role key the slot opened to (v2), for re-wrapping it under a new password.
+    slot_key: Option<[u8; 32]>,
 }
 
 fn slot_key(id: &Id) -> String {
@@ -96,8 +105,17 @@ impl Repository {
             pack_size,
         };
         let keyring = Keyring::generate(&config.id);
-        // Key first, config last: a half-made repository has no config and is never taken for a real one.
-        let slot = Self::write_slot(storage.as_ref(), &keyring, Secret::Password(password))?;
+        // Keys first, config last: a half-made repository has no config and is never taken for a real one.
+        crate::keys::write_root(storage.as_ref(), &keyring)?;
+        for epoch in &keyring.epochs {
+            crate::keys::write_epoch(storage.as_ref(), &keyring, epoch)?;
+        }
+        let slot = Self::write_slot(
+            storage.as_ref(),
+            &keyring,
+            Role::Admin,
+            Secret::Password(password),
+        )?;
         let config_bytes = serde_json::to_vec_pretty(&config)
             .map_err(|e| Error::Format(format!("config JSON: {e}")))?;
         if !storage.put("config", &config_bytes)? {
@@ -105,11 +123,13 @@ impl Repository {
                 location: storage.location(),
             });
         }
+        let slot_key = keyring.admin_key;
         Ok(Repository {
             storage,
             config,
             keyring,
             slot,
+            slot_key,
         })
     }
 
@@ -129,23 +149,34 @@ impl Repository {
             )));
         }
         for info in slots {
-            let bytes = storage.get(&info.key)?;
+            let bytes = match storage.get(&info.key) {
+                Ok(b) => b,
+                // Removed since the listing (a migration finishing, `key remove`).
+                Err(Error::ObjectMissing { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             let slot = KeySlot::from_json(&bytes, &info.key)?;
-            if !slot.accepts(secret) {
+            // A migration writes v2 slots before it switches the config and deletes v1 slots
+            // after: each format opens only through its own slots (format.md §3.5).
+            if !slot.accepts(secret) || slot.version != config.version {
                 continue;
             }
-            match slot.unwrap(secret, &config.id) {
-                Ok(keyring) => {
-                    return Ok(Repository {
-                        storage,
-                        config,
-                        keyring,
-                        slot: Id::of_stored(&bytes),
-                    })
-                }
+            let (keyring, slot_key) = match slot.unwrap(secret, &config.id) {
+                Ok(Opened::V1(keyring)) => (keyring, None),
+                Ok(Opened::V2 { role, key }) => (
+                    crate::keys::load(storage.as_ref(), &config.id, role, &key)?,
+                    Some(key),
+                ),
                 Err(Error::WrongPassword) => continue,
                 Err(e) => return Err(e),
-            }
+            };
+            return Ok(Repository {
+                storage,
+                config,
+                keyring,
+                slot: Id::of_stored(&bytes),
+                slot_key,
+            });
         }
         Err(Error::WrongPassword)
     }
@@ -177,20 +208,54 @@ impl Repository {
         };
         let config: Config = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt("config", format!("JSON: {e}")))?;
-        if config.version != FORMAT_VERSION {
+        if config.version != 1 && config.version != FORMAT_VERSION {
             return Err(Error::Format(format!(
-                "repository format version {} is not supported by this lifeline (it reads version {FORMAT_VERSION})",
+                "repository format version {} is not supported by this lifeline (it reads versions 1 and {FORMAT_VERSION})",
                 config.version
             )));
         }
         Ok(config)
     }
 
-    fn write_slot(storage: &dyn Storage, keyring: &Keyring, secret: Secret<'_>) -> Result<Id> {
-        let bytes = KeySlot::wrap(keyring, secret)?.to_json();
+    /// Write a slot that opens `keyring`'s repository as `role` with `secret`: a v1 slot (the whole
+    /// keyring) in a v1 repository, else one wrapping the role's key, which only an administrator's
+    /// keyring holds.
+    fn write_slot(
+        storage: &dyn Storage,
+        keyring: &Keyring,
+        role: Role,
+        secret: Secret<'_>,
+    ) -> Result<Id> {
+        let slot = if keyring.format == 1 {
+            if role != Role::Admin {
+                return Err(Error::Invalid(format!(
+                    "a `{role}` key slot needs format v2 (v1 slots hold every key): run `lifeline migrate` first"
+                )));
+            }
+            KeySlot::wrap_v1(keyring, secret)?
+        } else {
+            let key = Self::role_key(keyring, role)?;
+            KeySlot::wrap_role(&keyring.repo_id, role, &key, secret)?
+        };
+        let bytes = slot.to_json();
         let id = Id::of_stored(&bytes);
         storage.put(&slot_key(&id), &bytes)?;
         Ok(id)
+    }
+
+    fn role_key(keyring: &Keyring, role: Role) -> Result<[u8; 32]> {
+        keyring.require(&[Role::Admin], "adding key slots")?;
+        let (Some(admin), Some(roles)) = (keyring.admin_key, keyring.roles.as_ref()) else {
+            return Err(Error::Format(
+                "an administrator's keyring without role keys".into(),
+            ));
+        };
+        Ok(match role {
+            Role::Admin => admin,
+            Role::Restore => roles.restore_key,
+            Role::Backup => roles.backup_key,
+            Role::Audit => roles.audit_key,
+        })
     }
 
     pub fn storage(&self) -> &dyn Storage {
@@ -219,11 +284,10 @@ impl Repository {
             let id = info.key.trim_start_matches("keys/").to_string();
             out.push(KeyInfo {
                 current: id == self.slot.to_hex(),
-                kind: if slot.accepts(Secret::Password(b"")) {
-                    "password"
-                } else {
-                    "key-file"
-                },
+                kind: slot.kdf.kind(),
+                role: slot.role(),
+                version: slot.version,
+                kms_label: slot.kms.as_ref().map(|k| k.label.clone()),
                 id,
                 created: slot.created,
                 hostname: slot.hostname,
@@ -234,19 +298,21 @@ impl Repository {
         Ok(out)
     }
 
-    /// Add a slot that opens this repository with `password`; returns its ID.
+    /// Add an administrator's slot that opens this repository with `password`; returns its ID.
     pub fn add_key(&self, password: &[u8]) -> Result<Id> {
-        Self::write_slot(
-            self.storage.as_ref(),
-            &self.keyring,
-            Secret::Password(password),
-        )
+        self.add_slot(Role::Admin, Secret::Password(password))
     }
 
-    /// Add a slot opened by the 256-bit `key` of a key file (for unattended callers such as
-    /// PostgreSQL's `archive_command`, which run too often to pay for Argon2id each time).
+    /// Add an administrator's slot opened by the 256-bit `key` of a key file (for unattended
+    /// callers such as PostgreSQL's `archive_command`, which run too often to pay for Argon2id).
     pub fn add_key_file(&self, key: &[u8; 32]) -> Result<Id> {
-        Self::write_slot(self.storage.as_ref(), &self.keyring, Secret::KeyFile(key))
+        self.add_slot(Role::Admin, Secret::KeyFile(key))
+    }
+
+    /// Add a slot of `role` opened by `secret` (administrators only).
+    pub fn add_slot(&self, role: Role, secret: Secret<'_>) -> Result<Id> {
+        self.keyring.require(&[Role::Admin], "adding key slots")?;
+        Self::write_slot(self.storage.as_ref(), &self.keyring, role, secret)
     }
 
     /// Remove another key slot. The slot in use cannot be removed: that would lock out this session's
@@ -263,6 +329,7 @@ impl Repository {
                 )))
             }
         };
+        self.keyring.require(&[Role::Admin], "removing key slots")?;
         if key.current {
             return Err(Error::Invalid(
                 "refusing to remove the key slot you opened the repository with; open with another key, or use `key passwd`".into(),
@@ -272,9 +339,20 @@ impl Repository {
         Ok(key.id.clone())
     }
 
-    /// Replace the slot in use by one for `new_password`.
+    /// Replace the slot in use by one for `new_password`, of the same role.
     pub fn change_password(&mut self, new_password: &[u8]) -> Result<Id> {
-        let new = self.add_key(new_password)?;
+        let secret = Secret::Password(new_password);
+        let new = match self.slot_key {
+            Some(key) => {
+                let slot =
+                    KeySlot::wrap_role(&self.keyring.repo_id, self.keyring.role, &key, secret)?;
+                let bytes = slot.to_json();
+                let id = Id::of_stored(&bytes);
+                self.storage.put(&slot_key(&id), &bytes)?;
+                id
+            }
+            None => Self::write_slot(self.storage.as_ref(), &self.keyring, Role::Admin, secret)?,
+        };
         self.storage.delete(&slot_key(&self.slot))?;
         self.slot = new;
         Ok(new)
@@ -444,6 +522,12 @@ impl Repository {
     pub fn load_index(&self) -> Result<(Index, Vec<PackBlobs>)> {
         let marks = crate::garbage::load(self)?;
         for (key, e) in &marks.damaged {
+            // A mark this credential may not read could doom a pack it would deduplicate against.
+            if e.kind() == crate::ErrorKind::NotPermitted {
+                return Err(Error::Invalid(format!(
+                    "prune mark {key} was sealed before role separation and this credential cannot read it: finish that prune with a `restore` or `admin` credential (`lifeline prune`), then back up"
+                )));
+            }
             tracing::warn!("ignoring prune mark {key}: {e} (run `lifeline check`)");
         }
         let doomed = crate::garbage::doomed_packs(&marks.items);

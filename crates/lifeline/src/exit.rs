@@ -7,6 +7,8 @@ pub const FATAL: u8 = 1;
 pub const PARTIAL: u8 = 3;
 pub const REPOSITORY_NOT_FOUND: u8 = 10;
 pub const WRONG_PASSWORD: u8 = 12;
+/// The credential opened the repository but its role does not allow the operation.
+pub const NOT_PERMITTED: u8 = 13;
 /// `pg wal-fetch` could not supply an archived WAL file intact; PostgreSQL stops recovery on it.
 pub const RECOVERY_MUST_STOP: u8 = 126;
 /// Standard output was closed early (`lifeline ls latest | head`): the status of a program ended by
@@ -21,6 +23,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     match kind {
         Some(ErrorKind::RepositoryNotFound) => REPOSITORY_NOT_FOUND,
         Some(ErrorKind::WrongPassword) => WRONG_PASSWORD,
+        Some(ErrorKind::NotPermitted) => NOT_PERMITTED,
         _ => FATAL,
     }
 }
@@ -40,6 +43,9 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
             ),
             ErrorKind::WrongPassword => Some(
                 "check the password file or command (--password-file, --password-command) or the key file".into(),
+            ),
+            ErrorKind::NotPermitted => Some(
+                "use a credential of the role the message names (`lifeline key list` shows each slot's role)".into(),
             ),
             ErrorKind::Damaged => Some(
                 "run `lifeline check --read-data`: it names every damaged object and what depends on it".into(),

@@ -82,6 +82,7 @@ fn init_creates_documented_layout_and_backup_fills_it() {
     let allowed: BTreeSet<String> = [
         "config",
         "keys",
+        "keyring",
         "data",
         "index",
         "snapshots",

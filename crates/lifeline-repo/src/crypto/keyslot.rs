@@ -2,20 +2,52 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use serde::{Deserialize, Serialize};
 
-use super::keyring::Keyring;
+use super::keyring::{Keyring, Role, V1Keyring};
 use crate::error::{Error, Result};
 
-const AAD: &[u8] = b"lifeline keyring v1";
+const AAD_V1: &[u8] = b"lifeline keyring v1";
+const AAD_V2: &[u8] = b"lifeline key slot v2";
+const KMS: &str = "kms";
 const ARGON2ID: &str = "argon2id";
 /// Key files hold 256 random bits, so a memory-hard KDF would add cost and no strength (format.md §3.2).
 const KEY_FILE_KDF: &str = "hkdf-sha256";
 const KEY_FILE_INFO: &[u8] = b"lifeline/v1/key-file";
 
-/// What opens a key slot: a password a person chose, or a key file of full-entropy random bytes.
-#[derive(Debug, Clone, Copy)]
+/// What opens a key slot: a password a person chose, a key file of full-entropy random bytes, or a
+/// key-management service that unwraps the slot's key-encryption key.
+#[derive(Clone, Copy)]
 pub enum Secret<'a> {
     Password(&'a [u8]),
     KeyFile(&'a [u8; 32]),
+    Kms(&'a dyn Kms),
+}
+
+impl std::fmt::Debug for Secret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret itself.
+        f.write_str(match self {
+            Secret::Password(_) => "Secret::Password",
+            Secret::KeyFile(_) => "Secret::KeyFile",
+            Secret::Kms(_) => "Secret::Kms",
+        })
+    }
+}
+
+/// An external key-management service (a cloud KMS, Vault transit, an HSM through PKCS#11) that
+/// wraps and unwraps a slot's key-encryption key, which then never touches the repository's storage
+/// in the clear (format.md §3.3). The binary supplies it; this layer runs no programs.
+pub trait Kms {
+    fn wrap(&self, kek: &[u8; 32]) -> Result<Vec<u8>>;
+    fn unwrap(&self, wrapped: &[u8]) -> Result<Vec<u8>>;
+    /// What people see in `key list`.
+    fn label(&self) -> String;
+}
+
+/// A KMS slot's wrapped key-encryption key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KmsWrap {
+    pub label: String,
+    wrapped: String,
 }
 
 /// Argon2id cost parameters, stored per slot so they can be raised later without breaking old slots.
@@ -32,6 +64,16 @@ pub struct KdfParams {
 impl KdfParams {
     /// 64 MiB, 3 passes: the OWASP-recommended tier for Argon2id, about 0.2 s here.
     fn fresh(secret: Secret<'_>) -> Self {
+        if let Secret::Kms(_) = secret {
+            return KdfParams {
+                algorithm: KMS.into(),
+                version: 1,
+                m_cost: 0,
+                t_cost: 0,
+                p_cost: 0,
+                salt: String::new(),
+            };
+        }
         if let Secret::KeyFile(_) = secret {
             return KdfParams {
                 algorithm: KEY_FILE_KDF.into(),
@@ -55,15 +97,35 @@ impl KdfParams {
     /// Whether this slot is opened by `secret`'s kind; the other kind is not even tried.
     fn accepts(&self, secret: Secret<'_>) -> bool {
         match secret {
-            Secret::Password(_) => self.algorithm != KEY_FILE_KDF,
+            Secret::Password(_) => self.algorithm != KEY_FILE_KDF && self.algorithm != KMS,
             Secret::KeyFile(_) => self.algorithm == KEY_FILE_KDF,
+            Secret::Kms(_) => self.algorithm == KMS,
         }
     }
 
-    fn derive(&self, secret: Secret<'_>) -> Result<[u8; 32]> {
+    /// The slot's kind as `key list` shows it.
+    pub fn kind(&self) -> &'static str {
+        match self.algorithm.as_str() {
+            KEY_FILE_KDF => "key-file",
+            KMS => "kms",
+            _ => "password",
+        }
+    }
+
+    fn derive(&self, secret: Secret<'_>, kms: Option<&KmsWrap>) -> Result<[u8; 32]> {
         let password = match secret {
             Secret::Password(p) => p,
             Secret::KeyFile(key) => return self.derive_from_key_file(key),
+            Secret::Kms(service) => {
+                let wrap = kms.ok_or_else(|| Error::Format("KMS slot without `kms`".into()))?;
+                let wrapped = hex::decode(&wrap.wrapped)
+                    .map_err(|_| Error::Format("KMS slot: `wrapped` is not hex".into()))?;
+                return service.unwrap(&wrapped)?.try_into().map_err(|_| {
+                    Error::Invalid(
+                        "the KMS command's unwrap printed something other than 32 bytes: is it the key this slot was wrapped with?".into(),
+                    )
+                });
+            }
         };
         if self.algorithm != ARGON2ID || self.version != 19 {
             return Err(Error::Format(format!(
@@ -96,43 +158,135 @@ impl KdfParams {
     }
 }
 
-/// A password-wrapped copy of the keyring (format.md §3.2).
+/// What a v2 slot seals: the key of one role (format.md §3.3).
+#[derive(Serialize, Deserialize)]
+struct SlotKey {
+    repository: String,
+    role: Role,
+    #[serde(with = "serde_bytes")]
+    key: [u8; 32],
+}
+
+/// A key slot: in v2 one role key wrapped by a password, key file or KMS; in v1 a whole keyring.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeySlot {
     pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     pub created: String,
     pub hostname: String,
     pub username: String,
     pub kdf: KdfParams,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsWrap>,
     nonce: String,
-    keyring: String,
+    /// v1: the sealed keyring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keyring: Option<String>,
+    /// v2: the sealed role key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+}
+
+/// What a slot opened to.
+pub enum Opened {
+    /// A v1 slot: the whole keyring.
+    V1(Keyring),
+    /// A v2 slot: one role's key.
+    V2 { role: Role, key: [u8; 32] },
+}
+
+fn seal(kek: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<([u8; 12], Vec<u8>)> {
+    let nonce: [u8; 12] = rand::random();
+    let sealed = Aes256Gcm::new(kek.into())
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
+        .map_err(|_| Error::Format("sealing a key slot".into()))?;
+    Ok((nonce, sealed))
 }
 
 impl KeySlot {
-    pub fn wrap(keyring: &Keyring, secret: Secret<'_>) -> Result<Self> {
+    fn fresh_kek(secret: Secret<'_>) -> Result<(KdfParams, Option<KmsWrap>, [u8; 32])> {
         let kdf = KdfParams::fresh(secret);
-        let kek = kdf.derive(secret)?;
-        let nonce: [u8; 12] = rand::random();
-        let cipher =
-            Aes256Gcm::new_from_slice(&kek).map_err(|_| Error::Format("KEK length".into()))?;
-        let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &keyring.to_cbor(),
-                    aad: AAD,
-                },
-            )
-            .map_err(|_| Error::Format("sealing the keyring".into()))?;
+        if let Secret::Kms(service) = secret {
+            let kek: [u8; 32] = rand::random();
+            let wrap = KmsWrap {
+                label: service.label(),
+                wrapped: hex::encode(service.wrap(&kek)?),
+            };
+            // A wrap that cannot be unwrapped would be a slot nobody can open: prove it now.
+            if service.unwrap(&hex::decode(&wrap.wrapped).unwrap_or_default())? != kek {
+                return Err(Error::Invalid(
+                    "the KMS command's unwrap did not give back what its wrap was given: no slot was added".into(),
+                ));
+            }
+            return Ok((kdf, Some(wrap), kek));
+        }
+        let kek = kdf.derive(secret, None)?;
+        Ok((kdf, None, kek))
+    }
+
+    /// A v2 slot that opens the `role` key `key` of repository `repository` with `secret`.
+    pub fn wrap_role(
+        repository: &str,
+        role: Role,
+        key: &[u8; 32],
+        secret: Secret<'_>,
+    ) -> Result<Self> {
+        let (kdf, kms, kek) = Self::fresh_kek(secret)?;
+        let mut plain = Vec::new();
+        ciborium::into_writer(
+            &SlotKey {
+                repository: repository.to_string(),
+                role,
+                key: *key,
+            },
+            &mut plain,
+        )
+        .map_err(|e| Error::Format(format!("key slot CBOR: {e}")))?;
+        let (nonce, sealed) = seal(&kek, AAD_V2, &plain)?;
         Ok(KeySlot {
-            version: 1,
+            version: 2,
+            role: Some(role),
             created: chrono::Utc::now().to_rfc3339(),
             hostname: crate::host::hostname(),
             username: crate::host::username(),
             kdf,
+            kms,
             nonce: hex::encode(nonce),
-            keyring: hex::encode(sealed),
+            keyring: None,
+            sealed: Some(hex::encode(sealed)),
         })
+    }
+
+    /// A v1 slot holding the whole keyring (for repositories not yet migrated).
+    pub fn wrap_v1(keyring: &Keyring, secret: Secret<'_>) -> Result<Self> {
+        if let Secret::Kms(_) = secret {
+            return Err(Error::Invalid(
+                "KMS slots need format v2: run `lifeline migrate` first".into(),
+            ));
+        }
+        let (kdf, _, kek) = Self::fresh_kek(secret)?;
+        let mut plain = Vec::new();
+        ciborium::into_writer(&keyring.to_v1()?, &mut plain)
+            .map_err(|e| Error::Format(format!("keyring CBOR: {e}")))?;
+        let (nonce, sealed) = seal(&kek, AAD_V1, &plain)?;
+        Ok(KeySlot {
+            version: 1,
+            role: None,
+            created: chrono::Utc::now().to_rfc3339(),
+            hostname: crate::host::hostname(),
+            username: crate::host::username(),
+            kdf,
+            kms: None,
+            nonce: hex::encode(nonce),
+            keyring: Some(hex::encode(sealed)),
+            sealed: None,
+        })
+    }
+
+    /// The role this slot opens as (a v1 slot holds everything: an administrator's).
+    pub fn role(&self) -> Role {
+        self.role.unwrap_or(Role::Admin)
     }
 
     /// Whether it is worth trying `secret` on this slot (a password is never run through a key
@@ -142,32 +296,54 @@ impl KeySlot {
     }
 
     /// `Err(WrongPassword)` when this slot does not open with `secret`.
-    pub fn unwrap(&self, secret: Secret<'_>, repo_id: &str) -> Result<Keyring> {
-        let kek = self.kdf.derive(secret)?;
+    pub fn unwrap(&self, secret: Secret<'_>, repo_id: &str) -> Result<Opened> {
+        let kek = self.kdf.derive(secret, self.kms.as_ref())?;
         let nonce = hex::decode(&self.nonce).map_err(|_| Error::Format("key slot nonce".into()))?;
-        let sealed =
-            hex::decode(&self.keyring).map_err(|_| Error::Format("key slot keyring".into()))?;
         if nonce.len() != 12 {
             return Err(Error::Format("key slot nonce length".into()));
         }
-        let cipher =
-            Aes256Gcm::new_from_slice(&kek).map_err(|_| Error::Format("KEK length".into()))?;
-        let plain = cipher
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &sealed,
-                    aad: AAD,
-                },
-            )
+        let (sealed, aad) = match (&self.sealed, &self.keyring) {
+            (Some(sealed), _) if self.version == 2 => (sealed, AAD_V2),
+            (_, Some(keyring)) if self.version == 1 => (keyring, AAD_V1),
+            _ => {
+                return Err(Error::Format(format!(
+                    "key slot version {} is not known to this lifeline",
+                    self.version
+                )))
+            }
+        };
+        let sealed = hex::decode(sealed).map_err(|_| Error::Format("key slot contents".into()))?;
+        let plain = Aes256Gcm::new(&kek.into())
+            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &sealed, aad })
             .map_err(|_| Error::WrongPassword)?;
-        let keyring = Keyring::from_cbor(&plain)?;
-        if keyring.repo_id != repo_id {
+        let foreign = || {
+            Error::Format(
+                "this key slot belongs to another repository (it names another id)".into(),
+            )
+        };
+        if aad == AAD_V1 {
+            let v1: V1Keyring = ciborium::from_reader(plain.as_slice())
+                .map_err(|e| Error::Format(format!("keyring: {e}")))?;
+            if v1.repo_id != repo_id {
+                return Err(foreign());
+            }
+            return Ok(Opened::V1(Keyring::from_v1(v1)));
+        }
+        let key: SlotKey = ciborium::from_reader(plain.as_slice())
+            .map_err(|e| Error::Format(format!("key slot: {e}")))?;
+        if key.repository != repo_id {
+            return Err(foreign());
+        }
+        if Some(key.role) != self.role {
             return Err(Error::Format(
-                "this key slot belongs to another repository (its keyring names another id)".into(),
+                "key slot: its sealed role differs from the one it shows (the slot was altered)"
+                    .into(),
             ));
         }
-        Ok(keyring)
+        Ok(Opened::V2 {
+            role: key.role,
+            key: key.key,
+        })
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -1,11 +1,13 @@
-//! Keys and encryption: the keyring and its password-wrapped slots, and the sealed-object envelope.
+//! Keys and encryption: the keyring, key slots and the sealed-object envelope (format.md §3, §5).
 
 mod envelope;
 mod keyring;
 mod keyslot;
+mod sealed_to;
 
 pub use envelope::{
-    open_object, seal_object, Header, ObjectType, Sealer, HEADER_LEN, TRAILER_COUNTER,
+    open_object, open_object_of, seal_object, Header, ObjectType, Sealer, HEADER_LEN,
+    TRAILER_COUNTER,
 };
-pub use keyring::{Epoch, Keyring};
-pub use keyslot::{KdfParams, KeySlot, Secret};
+pub use keyring::{fresh_tag, Epoch, Keyring, Role, RoleKeys};
+pub use keyslot::{KdfParams, KeySlot, Kms, KmsWrap, Opened, Secret};

@@ -27,7 +27,7 @@ pub fn read_trailer(
         return Err(Error::corrupt(key, "trailer length exceeds the pack"));
     }
     let sealed = storage.get_range(key, size - 4 - trailer_len, trailer_len)?;
-    let sealer = Sealer::new(keyring, &header)?;
+    let sealer = Sealer::for_object(keyring, &header, key)?;
     let plain = sealer.open(TRAILER_COUNTER, &header_bytes, &sealed, key)?;
     decode_trailer(&plain, HEADER_LEN as u32, key)
 }
@@ -58,7 +58,7 @@ impl PackContents {
         if trailer_len + HEADER_LEN > end {
             return Err(Error::corrupt(key, "trailer length exceeds the pack"));
         }
-        let sealer = Sealer::new(keyring, &header)?;
+        let sealer = Sealer::for_object(keyring, &header, key)?;
         let plain = sealer.open(
             TRAILER_COUNTER,
             &bytes[..HEADER_LEN],

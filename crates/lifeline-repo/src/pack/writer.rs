@@ -1,6 +1,6 @@
 use super::{aad, encode_trailer, BlobEntry, BlobKind};
 use crate::crypto::Keyring;
-use crate::crypto::{Header, ObjectType, Sealer, HEADER_LEN, TRAILER_COUNTER};
+use crate::crypto::{ObjectType, Sealer, HEADER_LEN, TRAILER_COUNTER};
 use crate::error::Result;
 use crate::Id;
 
@@ -15,8 +15,7 @@ pub struct PackWriter {
 
 impl PackWriter {
     pub fn new(keyring: &Keyring, object_type: ObjectType, capacity: usize) -> Result<Self> {
-        let header = Header::new(object_type, keyring.current_epoch());
-        let sealer = Sealer::new(keyring, &header)?;
+        let (header, sealer) = Sealer::fresh(keyring, object_type)?;
         let header = header.to_bytes();
         let mut buf = Vec::with_capacity(capacity + (1 << 20));
         buf.extend_from_slice(&header);
