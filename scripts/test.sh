@@ -2,8 +2,8 @@
 # The project's test command: every unit, property, conformance and end-to-end test, including
 # the S3 tests, which run against a real 3-node Garage cluster started here and stopped on exit,
 # the PostgreSQL tests, which start their own PostgreSQL 15 and 18 servers, and the daemon's
-# status page test, which renders it in headless Chromium, and the Redis tests, which start their own
-# redis-server 7.0.
+# status page test, which renders it in headless Chromium, the Redis tests, which start their own
+# redis-server 7.0, and the KMS key slot tests, which wrap keys in their own SoftHSM2 tokens.
 # Usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +54,14 @@ eval "$(scripts/redis.sh env)"
 if [[ ! -x $LIFELINE_REDIS_SERVER ]]; then
 	echo "test.sh: redis-server not found; installing it with 'scripts/redis.sh install'" >&2
 	scripts/redis.sh install
+fi
+
+# The KMS key slot tests make their own SoftHSM2 tokens (scripts/softhsm.sh token DIR) with
+# LIFELINE_SOFTHSM_MODULE and LIFELINE_PKCS11_TOOL, and unwrap through scripts/kms-pkcs11.sh.
+eval "$(scripts/softhsm.sh env)"
+if [[ ! -f $LIFELINE_SOFTHSM_MODULE || ! -x $LIFELINE_PKCS11_TOOL ]]; then
+	echo "test.sh: SoftHSM2 not found; installing it with 'scripts/softhsm.sh install'" >&2
+	scripts/softhsm.sh install
 fi
 
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.
