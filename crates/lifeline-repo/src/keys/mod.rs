@@ -551,3 +551,6 @@ fn open_epoch(o: &EpochObject, tag: u32, object: &str, role: Role, key: &Key) ->
     }
     Ok(e)
 }
+
+#[cfg(test)]
+mod tests;
