@@ -162,7 +162,7 @@ impl Repository {
                 continue;
             }
             let (keyring, slot_key) = match slot.unwrap(secret, &config.id) {
-                Ok(Opened::V1(keyring)) => (keyring, None),
+                Ok(Opened::V1(keyring)) => (*keyring, None),
                 Ok(Opened::V2 { role, key }) => (
                     crate::keys::load(storage.as_ref(), &config.id, role, &key)?,
                     Some(key),

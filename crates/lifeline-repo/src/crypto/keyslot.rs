@@ -190,8 +190,8 @@ pub struct KeySlot {
 
 /// What a slot opened to.
 pub enum Opened {
-    /// A v1 slot: the whole keyring.
-    V1(Keyring),
+    /// A v1 slot: the whole keyring (boxed: it is far larger than a role key).
+    V1(Box<Keyring>),
     /// A v2 slot: one role's key.
     V2 { role: Role, key: [u8; 32] },
 }
@@ -327,7 +327,7 @@ impl KeySlot {
             if v1.repo_id != repo_id {
                 return Err(foreign());
             }
-            return Ok(Opened::V1(Keyring::from_v1(v1)));
+            return Ok(Opened::V1(Box::new(Keyring::from_v1(v1))));
         }
         let key: SlotKey = ciborium::from_reader(plain.as_slice())
             .map_err(|e| Error::Format(format!("key slot: {e}")))?;
