@@ -55,6 +55,8 @@ pub enum Command {
     Copy(commands::copy::Args),
     /// Manage the passwords (key slots) that open the repository
     Key(commands::key::Args),
+    /// Upgrade a format v1 repository to v2 (role-separated keys) in place
+    Migrate(commands::migrate::Args),
     /// Remove snapshots by a retention policy (or by ID), and PostgreSQL WAL no kept backup needs
     Forget(commands::forget::Args),
     /// Free the space of data no snapshot references, safely while backups run

@@ -42,6 +42,12 @@ impl Recorder {
         }
     }
 
+    /// The repository changed format under the command (`migrate`): the record goes to it as it is
+    /// now, sealed under its current keys.
+    pub fn switched_to(&self, repo: &Repository) {
+        *self.repo.borrow_mut() = Some(repo.clone());
+    }
+
     /// Write the record for the command's `outcome`. Returns the warnings to print.
     pub fn finish(&self, outcome: &anyhow::Result<u8>, options: &AuditOptions) -> Vec<String> {
         let (Some(mut event), Some(repo)) = (self.event.take(), self.repo.take()) else {

@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::Id;
 
+pub mod migrate;
+
 pub const ROOT_PREFIX: &str = "keyring/root-";
 pub const EPOCH_PREFIX: &str = "keyring/epoch-";
 pub const DESTROYED_PREFIX: &str = "keyring/destroyed-";

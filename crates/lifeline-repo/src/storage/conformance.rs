@@ -22,6 +22,7 @@ pub fn run(storage: &dyn Storage) {
     concurrent_puts_of_one_key(storage);
     storage_times(storage);
     many_keys_under_one_prefix(storage);
+    replace_overwrites(storage);
 }
 
 fn put_then_get(s: &dyn Storage) {
@@ -204,4 +205,52 @@ fn many_keys_under_one_prefix(s: &dyn Storage) {
     let expected: Vec<String> = (0..KEYS).map(|i| format!("many/{i:05}")).collect();
     assert_eq!(keys.len(), KEYS, "every key is listed once");
     assert_eq!(keys, expected);
+}
+
+/// `replace` (only ever used for `config`) overwrites an existing object and creates an absent one;
+/// either way the object then reads back whole, is listed once and has the new size.
+fn replace_overwrites(s: &dyn Storage) {
+    assert!(s.put("replace/existing", b"the old contents").expect("put"));
+    s.replace("replace/existing", b"new")
+        .expect("replace an existing object");
+    assert_eq!(s.get("replace/existing").expect("get"), b"new");
+    assert_eq!(
+        s.stat("replace/existing")
+            .expect("stat")
+            .expect("exists")
+            .size,
+        3
+    );
+    // A ranged read may keep a handle open (local disk): it must not outlive the replacement.
+    assert_eq!(
+        s.get_range("replace/existing", 0, 3).expect("range"),
+        b"new"
+    );
+    s.replace("replace/existing", b"newer still")
+        .expect("replace it again");
+    assert_eq!(s.get("replace/existing").expect("get"), b"newer still");
+    assert_eq!(
+        s.get_range("replace/existing", 6, 5)
+            .expect("range of the new contents"),
+        b"still"
+    );
+
+    s.replace("replace/absent/config", b"created by replace")
+        .expect("replace an absent object");
+    assert_eq!(
+        s.get("replace/absent/config").expect("get"),
+        b"created by replace"
+    );
+    let mut keys: Vec<String> = s
+        .list("replace/")
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["replace/absent/config", "replace/existing"]);
+    assert!(
+        !s.put("replace/existing", b"x").expect("put"),
+        "a replaced object exists for put-if-absent"
+    );
 }

@@ -237,6 +237,22 @@ impl Storage for LocalStorage {
         }
     }
 
+    fn replace(&self, key: &str, data: &[u8]) -> Result<()> {
+        let dest = self.path(key)?;
+        let parent = dest.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let tmp = self.write_tmp(data)?;
+        // `rename` swaps the name over in one step: a crash leaves the old file or the new one.
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&dest, e));
+        }
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.remove(key);
+        }
+        sync_dir(parent)
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
     }

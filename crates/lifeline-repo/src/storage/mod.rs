@@ -47,6 +47,10 @@ pub trait Storage: Send + Sync {
     fn stat(&self, key: &str) -> Result<Option<ObjectInfo>>;
     /// Remove an object; removing an absent one is not an error.
     fn delete(&self, key: &str) -> Result<()>;
+    /// Store `data` under `key` whether or not it exists, atomically: a reader sees the old object
+    /// or the new one, never a mix or nothing, and a crash leaves one of the two. Only `config` is
+    /// ever replaced, by `migrate` (format.md §1, §3.5); every other object is written with `put`.
+    fn replace(&self, key: &str, data: &[u8]) -> Result<()>;
     /// Where this storage is, for messages.
     fn location(&self) -> String;
     /// Whether each request costs a network round trip, so readers should fetch whole packs once

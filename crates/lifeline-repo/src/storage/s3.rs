@@ -366,6 +366,21 @@ impl Storage for S3Storage {
         })
     }
 
+    fn replace(&self, key: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(key);
+        // One PUT without If-None-Match: S3 makes an object visible whole, old or new.
+        self.run(key, || async {
+            if data.len() > MULTIPART_THRESHOLD {
+                self.put_multipart(&path, data).await
+            } else {
+                self.store
+                    .put(&path, PutPayload::from(data.to_vec()))
+                    .await
+                    .map(|_| ())
+            }
+        })
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }

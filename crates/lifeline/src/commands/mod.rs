@@ -15,6 +15,7 @@ pub mod hold;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod migrate;
 pub mod pg;
 pub mod plan;
 pub mod prune;
@@ -53,6 +54,7 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(ctx, args),
         Command::Copy(args) => copy::run(ctx, args),
         Command::Key(args) => key::run(ctx, args),
+        Command::Migrate(args) => migrate::run(ctx, args),
         Command::Pg(args) => pg::run(ctx, args),
         Command::Forget(args) => forget::run(ctx, args),
         Command::Prune(args) => prune::run(ctx, args),
