@@ -20,4 +20,5 @@ pub mod plan;
 pub mod recovery_plan;
 pub mod report;
 pub mod schedule;
+pub mod secret_command;
 pub mod survey;
