@@ -10,6 +10,7 @@ pub mod drill;
 pub mod forget;
 pub mod job;
 pub mod key_file;
+pub mod kms;
 pub mod metrics;
 pub mod notify;
 pub mod open;
