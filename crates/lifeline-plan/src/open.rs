@@ -7,6 +7,7 @@ use lifeline_repo::crypto::Secret;
 use lifeline_repo::storage::{LocalStorage, S3Settings, S3Storage, Storage};
 use lifeline_repo::Repository;
 
+use crate::kms::KmsCommand;
 use crate::options::RepositoryOptions;
 use crate::{key_file, password};
 
@@ -33,9 +34,14 @@ pub fn open_at(options: &RepositoryOptions, location: &str) -> anyhow::Result<Re
         }
         .into());
     }
-    let opened = match &options.key.key_file {
-        Some(path) => Repository::open_with(storage, Secret::KeyFile(&key_file::read(path)?)),
-        None => Repository::open(storage, password::read(&options.key)?.bytes()),
+    // One secret, in this order (docs/config.md): a key file, then a KMS command, then a password.
+    let key = &options.key;
+    let opened = match (&key.key_file, &key.kms_command) {
+        (Some(path), _) => Repository::open_with(storage, Secret::KeyFile(&key_file::read(path)?)),
+        (None, Some(command)) => {
+            Repository::open_with(storage, Secret::Kms(&KmsCommand::new(command, None)?))
+        }
+        (None, None) => Repository::open(storage, password::read(key)?.bytes()),
     };
     opened.with_context(|| format!("cannot open repository {location}"))
 }

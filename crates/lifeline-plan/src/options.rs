@@ -57,6 +57,11 @@ pub struct KeySource {
     /// Key file made by `key add --new-key-file` (for unattended use such as archive_command)
     #[arg(long, env = "LIFELINE_KEY_FILE", global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+
+    /// Shell command that unwraps a KMS key slot (`key add --new-kms-command`): a cloud KMS, Vault
+    /// transit, an HSM; used instead of a password, after a key file
+    #[arg(long, env = "LIFELINE_KMS_COMMAND", global = true, value_name = "CMD")]
+    pub kms_command: Option<String>,
 }
 
 impl RepositoryOptions {
@@ -68,6 +73,7 @@ impl RepositoryOptions {
                 password_file: self.key.password_file.or(file.key.password_file),
                 password_command: self.key.password_command.or(file.key.password_command),
                 key_file: self.key.key_file.or(file.key.key_file),
+                kms_command: self.key.kms_command.or(file.key.kms_command),
             },
             s3: file.s3,
         }

@@ -2,11 +2,16 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use crate::options::KeySource;
+use crate::secret_command::SecretCommand;
+
+/// Long enough for a person at a pinentry (`pass`, gpg), short enough that a scheduled job whose
+/// secrets manager hangs fails instead of waiting forever.
+const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A password held only as long as needed.
 pub struct Password(Vec<u8>);
@@ -36,17 +41,14 @@ pub fn from_file(path: &Path) -> anyhow::Result<Password> {
 }
 
 fn from_command(cmd: &str) -> anyhow::Result<Password> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot run password command {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("password command {cmd:?} failed ({})", out.status);
+    let stdout = SecretCommand {
+        what: format!("password command {cmd:?}"),
+        command: cmd,
+        env: &[],
+        timeout: PASSWORD_COMMAND_TIMEOUT,
     }
-    Password::checked(first_line(&out.stdout), &format!("command {cmd:?}"))
+    .run(None)?;
+    Password::checked(first_line(&stdout), &format!("command {cmd:?}"))
 }
 
 fn prompt(text: &str) -> anyhow::Result<Password> {

@@ -51,6 +51,11 @@ pub enum Error {
     },
     #[error("object {key} is shredded: key epoch {epoch} was destroyed, so nobody can decrypt it")]
     Shredded { key: String, epoch: u32 },
+    /// The KMS command of a KMS slot failed: it could not run, exited non-zero, ran too long, or
+    /// printed no key. Not a wrong password: the service said nothing about the secret, and another
+    /// KMS slot (wrapped by another service) may still open.
+    #[error("{0}")]
+    Kms(String),
     #[error("{0}")]
     Invalid(String),
 }

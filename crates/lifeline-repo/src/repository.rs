@@ -137,8 +137,8 @@ impl Repository {
         Self::open_with(storage, Secret::Password(password))
     }
 
-    /// Open with a password or a key file. Only slots of the secret's kind are tried, so a key file
-    /// opens in milliseconds however many password slots (0.2 s of Argon2id each) there are.
+    /// Open with a password, a key file or a KMS. Only slots of the secret's kind are tried, so a key
+    /// file opens in milliseconds however many password slots (0.2 s of Argon2id each) there are.
     pub fn open_with(storage: Arc<dyn Storage>, secret: Secret<'_>) -> Result<Self> {
         let config = Self::read_config(storage.as_ref())?;
         let slots = storage.list("keys/")?;
@@ -148,6 +148,9 @@ impl Repository {
                 storage.location()
             )));
         }
+        // A KMS fails on the slots another KMS wrapped (a second HSM, a cloud KMS kept for disaster
+        // recovery): the next KMS slot may be its own. Its first failure is the answer if none opens.
+        let mut kms_failure = None;
         for info in slots {
             let bytes = match storage.get(&info.key) {
                 Ok(b) => b,
@@ -168,6 +171,10 @@ impl Repository {
                     Some(key),
                 ),
                 Err(Error::WrongPassword) => continue,
+                Err(e @ Error::Kms(_)) => {
+                    kms_failure.get_or_insert(e);
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             return Ok(Repository {
@@ -178,7 +185,7 @@ impl Repository {
                 slot_key,
             });
         }
-        Err(Error::WrongPassword)
+        Err(kms_failure.unwrap_or(Error::WrongPassword))
     }
 
     /// Whether `storage` holds a repository. Listing on a miss makes the store say why (a missing

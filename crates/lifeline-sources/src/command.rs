@@ -48,7 +48,9 @@ pub enum Error {
     Repo(#[from] lifeline_repo::Error),
 }
 
-fn stderr_tail(stderr: &str) -> String {
+/// The last lines a failed program said on stderr, as `": a | b"` (empty when it said nothing), for
+/// an error message. Also used for the secret commands of lifeline-plan.
+pub fn stderr_tail(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         String::new()
@@ -159,7 +161,7 @@ pub fn capture(
 
 /// Kill `root` and every process below it: the whole pipeline of `sh -c 'a | b'`, so no child
 /// keeps the output pipe open after a timeout. Children are found through /proc.
-fn kill_tree(root: u32) {
+pub fn kill_tree(root: u32) {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {

@@ -42,7 +42,7 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
                 "check --repo (or LIFELINE_REPO, or url in --config), or create the repository with `lifeline init`".into(),
             ),
             ErrorKind::WrongPassword => Some(
-                "check the password file or command (--password-file, --password-command) or the key file".into(),
+                "check the password file or command (--password-file, --password-command), the key file or the KMS command".into(),
             ),
             ErrorKind::NotPermitted => Some(
                 "use a credential of the role the message names (`lifeline key list` shows each slot's role)".into(),

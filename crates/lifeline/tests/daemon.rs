@@ -54,6 +54,7 @@ fn lifeline_cmd(args: &[&str]) -> Command {
         "LIFELINE_PASSWORD_COMMAND",
         "LIFELINE_PASSWORD",
         "LIFELINE_KEY_FILE",
+        "LIFELINE_KMS_COMMAND",
         "LIFELINE_CONFIG",
         "LIFELINE_PG_BIN",
         "LIFELINE_PG_DB",

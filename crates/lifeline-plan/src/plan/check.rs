@@ -51,13 +51,13 @@ impl Checker<'_> {
     fn key_source(&mut self, at: &[Seg<'_>], what: &str, key: &KeySource) {
         let mut at = at.to_vec();
         at.push(Seg::Key("key"));
-        match (&key.password_file, &key.password_command, &key.key_file) {
-            (None, None, None) => self.add(
+        match (&key.password_file, &key.password_command, &key.key_file, &key.kms_command) {
+            (None, None, None, None) => self.add(
                 &at,
                 format!("{what} has no key source, so scheduled jobs could not open it"),
-                "add `key = { password_file = \"/etc/lifeline/password\" }` (or password_command, or key_file)",
+                "add `key = { password_file = \"/etc/lifeline/password\" }` (or password_command, key_file or kms_command)",
             ),
-            (file, _, key_file) => {
+            (file, _, key_file, _) => {
                 for path in [file, key_file].into_iter().flatten() {
                     let full = self.base.join(path);
                     if !full.exists() {

@@ -131,6 +131,17 @@ fn a_missing_key_source_is_a_problem() {
 }
 
 #[test]
+fn a_kms_command_is_a_key_source() {
+    let text = EXAMPLE.replace(
+        "key = { password_file = \"/etc/lifeline/password\" }\n",
+        "key = { kms_command = \"/usr/local/bin/lifeline-kms\" }\n",
+    );
+    assert_ne!(text, EXAMPLE);
+    let p = problems(&text).join("\n");
+    assert!(!p.contains("key source"), "{p}");
+}
+
+#[test]
 fn drill_schedules_and_checks_are_read_and_checked_with_their_lines() {
     let text = r#"[repository]
 url = "/srv/lifeline/repo"

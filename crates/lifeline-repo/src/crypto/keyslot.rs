@@ -121,7 +121,7 @@ impl KdfParams {
                 let wrapped = hex::decode(&wrap.wrapped)
                     .map_err(|_| Error::Format("KMS slot: `wrapped` is not hex".into()))?;
                 return service.unwrap(&wrapped)?.try_into().map_err(|_| {
-                    Error::Invalid(
+                    Error::Kms(
                         "the KMS command's unwrap printed something other than 32 bytes: is it the key this slot was wrapped with?".into(),
                     )
                 });

@@ -8,6 +8,7 @@
 
 pub mod fault_proxy;
 pub mod garage;
+pub mod hsm;
 pub mod pg;
 pub mod pitr;
 pub mod redis;
@@ -335,6 +336,7 @@ impl Sandbox {
             "LIFELINE_PASSWORD_FILE",
             "LIFELINE_PASSWORD_COMMAND",
             "LIFELINE_PASSWORD",
+            "LIFELINE_KMS_COMMAND",
             "LIFELINE_CONFIG",
             "RUST_LOG",
         ] {

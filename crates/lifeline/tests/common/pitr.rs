@@ -45,6 +45,7 @@ pub fn lifeline(args: &[&str]) -> Out {
         "LIFELINE_PASSWORD_FILE",
         "LIFELINE_PASSWORD_COMMAND",
         "LIFELINE_KEY_FILE",
+        "LIFELINE_KMS_COMMAND",
         "LIFELINE_CONFIG",
         "LIFELINE_PG_BIN",
         "LIFELINE_PG_DB",

@@ -289,9 +289,13 @@ fn repository_flags(ctx: &Context, cwd: &Path) -> anyhow::Result<Vec<String>> {
             url.clone()
         });
     }
+    // The source the repository was opened with (lifeline_plan::open's order).
     if let Some(f) = &o.key.key_file {
         flags.push("--key-file".into());
         flags.push(cwd.join(f).display().to_string());
+    } else if let Some(c) = &o.key.kms_command {
+        flags.push("--kms-command".into());
+        flags.push(c.clone());
     } else if let Some(f) = &o.key.password_file {
         flags.push("--password-file".into());
         flags.push(cwd.join(f).display().to_string());
@@ -299,7 +303,7 @@ fn repository_flags(ctx: &Context, cwd: &Path) -> anyhow::Result<Vec<String>> {
         flags.push("--password-command".into());
         flags.push(c.clone());
     } else {
-        bail!("recovery runs unattended, so it needs a key source it can read: pass --key-file, --password-file or --password-command (or --config)");
+        bail!("recovery runs unattended, so it needs a key source it can read: pass --key-file, --kms-command, --password-file or --password-command (or --config)");
     }
     Ok(flags)
 }
