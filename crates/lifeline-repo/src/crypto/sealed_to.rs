@@ -67,6 +67,7 @@ pub fn open_from(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
