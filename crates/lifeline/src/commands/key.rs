@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use lifeline_repo::crypto::{Role, Secret};
+
 use crate::context::{print_json, Context};
 use crate::{exit, key_file, password, recorder};
 
@@ -24,6 +26,14 @@ enum KeyCommand {
         /// unattended callers: opens in milliseconds, where a password costs 0.2 s of Argon2id)
         #[arg(long, value_name = "FILE")]
         new_key_file: Option<PathBuf>,
+        /// What the new credential may do: admin (everything), restore (read and write backups, no
+        /// key management), backup (write-only: new backups, decrypts nothing), audit (records and
+        /// the audit trail, no data)
+        #[arg(long, value_name = "ROLE", value_parser = parse_role, default_value = "admin")]
+        role: Role,
+        /// The same as `--role backup`: for backup hosts, which then cannot read any backup
+        #[arg(long, conflicts_with = "role")]
+        write_only: bool,
     },
     /// Remove a key slot (not the one in use)
     Remove {
@@ -47,14 +57,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 print_json(&keys)?;
             } else {
                 println!(
-                    " {:<10}  {:<8}  {:<32}  {:<12}  user",
-                    "ID", "kind", "created", "host"
+                    " {:<10}  {:<7}  {:<8}  {:<32}  {:<12}  user",
+                    "ID", "role", "kind", "created", "host"
                 );
                 for k in keys {
                     let mark = if k.current { '*' } else { ' ' };
                     println!(
-                        "{mark}{:<10}  {:<8}  {:<32}  {:<12}  {}",
+                        "{mark}{:<10}  {:<7}  {:<8}  {:<32}  {:<12}  {}",
                         &k.id[..8],
+                        k.role.as_str(),
                         k.kind,
                         k.created,
                         k.hostname,
@@ -65,28 +76,47 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
         KeyCommand::Add {
             new_key_file: Some(path),
+            role,
+            write_only,
             ..
         } => {
+            let role = if write_only { Role::Backup } else { role };
             ctx.audit.begin("key add", path.display().to_string());
             ctx.audit.detail("kind", "key file");
+            ctx.audit.detail("role", role.as_str());
+            // Refused before the file exists, so a refusal leaves no key file that opens nothing.
+            repo.keyring().require(&[Role::Admin], "adding key slots")?;
             let key = key_file::create(&path)?;
-            let id = repo.add_key_file(&key)?;
+            let id = match repo.add_slot(role, Secret::KeyFile(&key)) {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+            };
             ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
             println!(
-                "added key {} opened by key file {}",
+                "added {role} key {} opened by key file {}",
                 id.short(),
                 path.display()
             );
         }
         KeyCommand::Add {
-            new_password_file, ..
+            new_password_file,
+            role,
+            write_only,
+            ..
         } => {
+            let role = if write_only { Role::Backup } else { role };
             ctx.audit.begin("key add", "password");
             ctx.audit.detail("kind", "password");
+            ctx.audit.detail("role", role.as_str());
+            // Refused before asking for a password nobody could use.
+            repo.keyring().require(&[Role::Admin], "adding key slots")?;
             let pw = password::new_password(new_password_file.as_deref(), None)?;
-            let id = repo.add_key(pw.bytes())?;
+            let id = repo.add_slot(role, Secret::Password(pw.bytes()))?;
             ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
-            println!("added key {}", id.short());
+            println!("added {role} key {}", id.short());
         }
         KeyCommand::Remove { id } => {
             ctx.audit.begin("key remove", &id);
@@ -103,4 +133,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a role: use admin, restore, backup or audit"))
 }
