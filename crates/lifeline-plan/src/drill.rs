@@ -112,6 +112,7 @@ pub fn drill(
         bail!("a snapshot ID names one source's snapshot: drill one source with it");
     }
     let repo = open::open(&plan.repository)?;
+    repo.require_read("a restore drill")?;
     let clock = Instant::now();
     let mut drills: Vec<SourceDrill> = Vec::new();
     // The last drill's cleanup is not part of the group's recovery.

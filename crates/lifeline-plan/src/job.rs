@@ -82,6 +82,10 @@ pub fn run(
     let steps = || -> anyhow::Result<()> {
         let repo = open::open(&plan.repository)?;
         opened = Some(repo.clone());
+        repo.require_write("a backup")?;
+        // A write-only credential stores backups but opens none: what it cannot do is said
+        // below, step by step, instead of failing the backup it did store.
+        let reads = repo.can_read_backups();
         let capturer = build(source, job, bin_dir)?;
         let writer = Writer::new(&repo, None, DEFAULT_COMPRESSION)?;
         let captured = capturer
@@ -93,7 +97,7 @@ pub fn run(
             snapshot.tags.insert(k.clone(), v.clone());
         }
         snapshot.summary.duration_ms = clock.elapsed().as_millis() as u64;
-        let (id, snapshot) = writer.finish(snapshot)?;
+        let (id, snapshot, packs) = writer.finish_with_packs(snapshot)?;
         report.snapshot = Some(id.to_hex());
         report.bytes = snapshot.summary.bytes;
         report.bytes_added = snapshot.summary.data_added;
@@ -104,17 +108,37 @@ pub fn run(
                 snapshot.errors.len()
             ));
         }
-        if class.map(|c| c.verify) == Some(Verify::Snapshot) {
+        if class.map(|c| c.verify) == Some(Verify::Snapshot) && reads {
             let verified = source::verify(&repo, &snapshot);
             report.verified = Some(verified.is_ok());
             verified.with_context(|| format!("verification of snapshot {}", id.short()))?;
+        } else if class.map(|c| c.verify) == Some(Verify::Snapshot) {
+            // What a write-only credential can prove: every pack it uploaded is stored intact.
+            // Whether the snapshot restores is for a drill with a `restore` credential to show.
+            if let Some(p) = lifeline_repo::check::verify_stored(&repo, &packs).first() {
+                report.verified = Some(false);
+                anyhow::bail!(
+                    "verification of snapshot {}: {}: {}",
+                    id.short(),
+                    p.object,
+                    p.detail
+                );
+            }
+            tracing::info!(
+                "snapshot {}: its {} new pack(s) are stored intact; a `backup` credential cannot decrypt them, so a drill proves it restorable",
+                id.short(),
+                packs.len()
+            );
         }
         let mut failed_copies = Vec::new();
         // Opened once: retention below works in the same copies (each open derives a key).
         let mut reached = Vec::new();
         for target in &plan.copies {
             let url = target.url.clone().unwrap_or_default();
-            let copied = copy_to(&repo, target, &id);
+            let copied = repo
+                .require_read("copying to [[copies]]")
+                .map_err(anyhow::Error::from)
+                .and_then(|()| copy_to(&repo, target, &id));
             match copied {
                 Ok((c, dst)) => {
                     copies_opened.push(dst.clone());
@@ -133,7 +157,14 @@ pub fn run(
                 }
             }
         }
-        if let Some(retention) = class.and_then(|c| c.retention.as_ref()) {
+        let retention = class.and_then(|c| c.retention.as_ref());
+        if retention.is_some() && !reads {
+            // Retention reads every snapshot of the source, and a backup host should not delete.
+            tracing::info!(
+                "retention not applied: a `backup` credential cannot read snapshots; run `lifeline forget` by policy with a `restore` credential"
+            );
+        }
+        if let Some(retention) = retention.filter(|_| reads) {
             let filter = source_filter(&source.name);
             let group_by = GroupBy::default();
             let forgotten = forget(
@@ -172,7 +203,8 @@ pub fn run(
     report.finished = finished.to_rfc3339_opts(SecondsFormat::Millis, true);
     report.duration_seconds = clock.elapsed().as_secs_f64();
     if let Some(repo) = &opened {
-        let retention = class.and_then(|c| c.retention.as_ref()).is_some();
+        let retention =
+            class.and_then(|c| c.retention.as_ref()).is_some() && repo.can_read_backups();
         for warning in
             crate::audit::record_job(repo, &copies_opened, &report, retention, &plan.audit)
         {

@@ -46,6 +46,14 @@ pub fn newest_by_job(
     repo: &Repository,
 ) -> anyhow::Result<BTreeMap<(String, JobKind), DateTime<Utc>>> {
     let mut out = BTreeMap::new();
+    if !repo.can_read_backups() {
+        // A write-only credential cannot tell when a job last ran: as for a job that never ran.
+        tracing::info!(
+            "a `{}` credential cannot read snapshots, so no job's last run is known",
+            repo.role()
+        );
+        return Ok(out);
+    }
     for (_, s) in repo.load_snapshots()?.items {
         let Some(source) = s.tags.get(SOURCE_TAG) else {
             continue;
@@ -84,11 +92,21 @@ pub fn survey(
     repo: &Repository,
     copies: &[(String, Repository)],
 ) -> anyhow::Result<Survey> {
-    let newest = newest_by_source(repo)?;
     let mut out = Survey::default();
     if let Some(url) = &plan.repository.url {
         out.repository_bytes.insert(url.clone(), size(repo)?);
     }
+    if !repo.can_read_backups() {
+        // Recovery points, WAL ages and copy lags come from snapshots, which a write-only
+        // credential cannot open: only the sizes, which come from listings, are known.
+        for (url, r) in copies {
+            if let Ok(bytes) = size(r) {
+                out.repository_bytes.insert(url.clone(), bytes);
+            }
+        }
+        return Ok(out);
+    }
+    let newest = newest_by_source(repo)?;
     let in_copies: Vec<(String, BTreeMap<String, DateTime<Utc>>)> = copies
         .iter()
         .filter_map(|(url, r)| match newest_by_source(r) {

@@ -865,6 +865,42 @@ fn checks_with_problems_and_retention_failures_are_findings() {
     );
 }
 
+/// A backup host's write-only credential trying to read: refused before anything was read, so
+/// no control counts it (a refused `check` is no check with problems), and a note names it.
+#[test]
+fn operations_refused_by_role_are_left_out_of_the_figures_and_named() {
+    let mut inputs = clean_march();
+    for (time, action) in [
+        ("2025-03-22T05:00:00.000Z", "check"),
+        ("2025-03-22T05:01:00.000Z", "restore"),
+        ("2025-03-22T05:02:00.000Z", "restore"),
+    ] {
+        inputs.records.push(ended(
+            rec(time, action, "uploads", &[("refused", "backup")]),
+            EventResult::Failed,
+            "this credential's role is `backup`: restore needs a credential of role `admin` or `restore`",
+        ));
+    }
+    inputs.trail = verified_trail(inputs.records.len());
+    let report = build(&inputs);
+    assert_eq!(report.summary.findings, vec![], "{:#?}", report.summary);
+    assert_eq!(report.summary.verdict, Verdict::Met);
+    assert_eq!(report.integrity.checks.len(), 1);
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    let note = report
+        .summary
+        .notes
+        .iter()
+        .find(|n| n.contains("refused"))
+        .unwrap_or_else(|| panic!("no note names the refusals: {:#?}", report.summary.notes));
+    assert!(note.starts_with("3 operations refused"), "{note}");
+    assert!(
+        note.contains("check by backup@db1 as `backup` (1)")
+            && note.contains("restore by backup@db1 as `backup` (2)"),
+        "{note}"
+    );
+}
+
 #[test]
 fn every_string_from_the_trail_is_escaped() {
     let mut inputs = clean_march();

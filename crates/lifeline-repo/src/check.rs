@@ -95,6 +95,8 @@ impl Damage {
 }
 
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
+    // Every snapshot and tree is opened: without their key each would be reported as damage.
+    repo.require_read("check")?;
     let mut damage = Damage {
         problems: Vec::new(),
         blobs: HashMap::new(),
@@ -368,6 +370,27 @@ fn verification_record(
         packs: read.to_vec(),
         snapshots,
     })
+}
+
+/// Read back packs just written and check, without keys, that each is stored as written: its bytes
+/// hash to its name. What a write-only credential can verify of its own upload.
+pub fn verify_stored(repo: &Repository, packs: &[crate::pack::PackBlobs]) -> Vec<Problem> {
+    packs
+        .par_iter()
+        .filter_map(|(pack, _)| {
+            let key = pack_key(pack);
+            let detail = match repo.storage().get(&key) {
+                Ok(bytes) if Id::of_stored(&bytes) == *pack => return None,
+                Ok(_) => "read back after upload, its bytes do not hash to its name".to_string(),
+                Err(e) => format!("read back after upload: {e}"),
+            };
+            Some(Problem {
+                object: key,
+                detail,
+                affected: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 /// Read back packs just written and verify them whole; one problem per damaged blob or pack.

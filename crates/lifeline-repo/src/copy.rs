@@ -42,6 +42,9 @@ struct Session<'a, 'r> {
 
 /// Copy the snapshots `ids` (all when empty) from `src` to `dst`.
 pub fn copy(src: &Repository, dst: &Repository, ids: &[Id]) -> Result<CopyOutcome> {
+    src.require_read("copying snapshots out of a repository")?;
+    // The destination's snapshots say what is copied already, and every pack written is read back.
+    dst.require_read("copying into a repository")?;
     let src_reader = src.reader()?;
     let mut wanted: Vec<(Id, crate::snapshot::Snapshot)> = src
         .snapshots()?

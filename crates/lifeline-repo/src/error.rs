@@ -43,7 +43,7 @@ pub enum Error {
     AmbiguousSnapshot(String),
     #[error("repository format: {0}")]
     Format(String),
-    #[error("this credential's role is `{role}`: {what} needs a {needs} credential (format.md §3.1; docs/keys.md)")]
+    #[error("this credential's role is `{role}`: {what} needs a credential of role {needs} (format.md §3.1; docs/keys.md)")]
     NotPermitted {
         role: String,
         what: String,

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod named;
 pub mod pack;
 mod payload;
+pub mod permissions;
 pub mod prune;
 mod reader;
 pub mod record;

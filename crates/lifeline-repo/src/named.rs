@@ -21,6 +21,9 @@ pub enum Stored {
     New,
     /// The key already held these exact bytes; nothing was written.
     AlreadyThere,
+    /// The key already held an object that this write-only credential cannot open, so it could not
+    /// be compared; nothing was written and the stored object stands (docs/keys.md).
+    Unverified,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +216,12 @@ impl Repository {
     }
 
     fn compare_named(&self, key: &str, source: &mut Source<'_>) -> Result<Stored> {
+        // A write-only credential cannot open what is stored. Refusing would stall PostgreSQL's
+        // archiving for good after an upload whose success was never reported (archive_command
+        // killed after the PUT), so the stored object is taken as this file's earlier upload.
+        if !self.can_read_backups() {
+            return Ok(Stored::Unverified);
+        }
         let existing = self.get_named(key)?;
         let mut data = Vec::with_capacity(existing.data.len());
         source()?

@@ -168,6 +168,8 @@ impl<T: Record> Records<T> {
     pub fn require_all(self) -> Result<Vec<Stored<T>>> {
         match self.damaged.into_iter().next() {
             None => Ok(self.items),
+            // Not damage: this credential's role may not open records.
+            Some((_, e)) if e.kind() == crate::ErrorKind::NotPermitted => Err(e),
             Some((key, e)) => Err(Error::corrupt(
                 key,
                 format!("{e}; this record must be readable before lifeline can decide (restore it from a copy, or run `lifeline check`)"),

@@ -325,6 +325,7 @@ impl Repository {
     /// Remove another key slot. The slot in use cannot be removed: that would lock out this session's
     /// user with no proof that another password still works.
     pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        self.keyring.require(&[Role::Admin], "removing key slots")?;
         let keys = self.list_keys()?;
         let matches: Vec<&KeyInfo> = keys.iter().filter(|k| k.id.starts_with(prefix)).collect();
         let key = match matches.as_slice() {
@@ -336,7 +337,6 @@ impl Repository {
                 )))
             }
         };
-        self.keyring.require(&[Role::Admin], "removing key slots")?;
         if key.current {
             return Err(Error::Invalid(
                 "refusing to remove the key slot you opened the repository with; open with another key, or use `key passwd`".into(),
@@ -406,6 +406,8 @@ impl Repository {
     /// Every readable snapshot, oldest first, and the snapshot objects that could not be read (one
     /// forgotten between the listing and its reading is neither).
     pub fn load_snapshots(&self) -> Result<Snapshots> {
+        // Refused up front: a credential without the key would list every snapshot as damaged.
+        self.require_read("reading snapshots")?;
         let results: Vec<(Id, Result<Snapshot>)> = self
             .snapshot_ids()?
             .par_iter()
@@ -568,10 +570,21 @@ impl Repository {
             }
         }
         // Doomed packs are never adopted: a new index naming one would outlive its deletion.
-        let orphans: Vec<_> = stored
+        let mut orphans: Vec<_> = stored
             .into_iter()
             .filter(|(id, _)| !index.has_pack(id) && !doomed.contains(id))
             .collect();
+        // A pack's trailer is sealed like its blobs, which a write-only credential cannot open. Not
+        // adopting costs only space: this session uploads those blobs again, and the next session
+        // of a reading credential adopts them (or prune collects them).
+        if !orphans.is_empty() && !self.can_read_backups() {
+            tracing::debug!(
+                "not adopting {} unindexed pack(s): a `{}` credential cannot read their trailers",
+                orphans.len(),
+                self.role()
+            );
+            orphans.clear();
+        }
         let adopted: Vec<PackBlobs> = orphans
             .par_iter()
             .filter_map(|(id, o)| {

@@ -86,7 +86,9 @@ impl Source for FilesSource {
     ) -> Result<Captured, Error> {
         let started = now();
         let names: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
-        let parent = if self.force {
+        // A write-only credential cannot open snapshots: without a parent every file is read and
+        // chunked again, and deduplication against the index still keeps what is stored.
+        let parent = if self.force || !repo.can_read_backups() {
             None
         } else {
             // A damaged snapshot never blocks a backup: the parent is the newest readable one.

@@ -65,6 +65,11 @@ impl Recorder {
             Err(e) => {
                 event.result = EventResult::Failed;
                 event.error = Some(format!("{e:#}"));
+                // A refusal by role is evidence of its own (a backup host trying to read), not a
+                // failed operation: the compliance report keeps it apart (docs/evidence.md).
+                if crate::exit::code_for(e) == crate::exit::NOT_PERMITTED {
+                    event.detail("refused", repo.role());
+                }
             }
         }
         match lifeline_plan::audit::record(&repo, &event, options) {

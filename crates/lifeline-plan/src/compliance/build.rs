@@ -62,6 +62,28 @@ pub fn build(inputs: &Inputs) -> MonthlyReport {
     let wal = wal(&trail, &drills, inputs, &mut out);
     let failures = failures(&trail, &drills);
 
+    if !trail.refused.is_empty() {
+        let mut seen: BTreeMap<(String, String, &str), usize> = BTreeMap::new();
+        for e in &trail.refused {
+            *seen
+                .entry((
+                    e.action().to_string(),
+                    e.by(),
+                    e.detail("refused").unwrap_or_default(),
+                ))
+                .or_default() += 1;
+        }
+        let list: Vec<String> = seen
+            .into_iter()
+            .map(|((action, by, role), n)| format!("{action} by {by} as `{role}` ({n})"))
+            .collect();
+        out.note(format!(
+            "{} refused because the credential's role does not allow them, and left out of the \
+             figures: {}.",
+            text::count(trail.refused.len() as u64, "operation"),
+            list.join(", ")
+        ));
+    }
     if inputs.sources.is_empty() {
         out.note(
             "No plan was given: sources that never ran and sources without a recovery test \
@@ -220,6 +242,9 @@ impl Event<'_> {
 struct Trail<'a> {
     events: Vec<Event<'a>>,
     unreadable_times: usize,
+    /// Operations of the month refused because the credential's role does not allow them: left out
+    /// of every figure (nothing was attempted on the data), and named in a note.
+    refused: Vec<Event<'a>>,
 }
 
 impl<'a> Trail<'a> {
@@ -227,6 +252,7 @@ impl<'a> Trail<'a> {
         let month = inputs.month;
         let mut events = Vec::new();
         let mut unreadable_times = 0;
+        let mut refused = Vec::new();
         // A record imported twice (two copies reading the same trail) is one operation.
         let mut imported = HashSet::new();
         for record in &inputs.records {
@@ -240,19 +266,28 @@ impl<'a> Trail<'a> {
                 continue;
             };
             if time < month.end() {
-                events.push(Event {
+                let event = Event {
                     time,
                     in_month: month.contains(time),
                     record,
-                });
+                };
+                if event.detail("refused").is_some() {
+                    if event.in_month {
+                        refused.push(event);
+                    }
+                } else {
+                    events.push(event);
+                }
             }
         }
         // The trail is oldest first by its own order; records imported from a copy's source may
         // interleave, so order by time for "last success" and the failures list.
         events.sort_by_key(|e| e.time);
+        refused.sort_by_key(|e| e.time);
         Trail {
             events,
             unreadable_times,
+            refused,
         }
     }
 

@@ -51,6 +51,8 @@ pub fn load_since(repo: &Repository, since: DateTime<Utc>) -> Result<Vec<AuditRe
 /// verification, and the records in trail order — `None` when the trail has problems that keep a
 /// record from opening.
 pub fn verify_and_load(repo: &Repository) -> Result<(Verification, Option<Vec<AuditRecord>>)> {
+    // Without the key every record would be reported as inserted by someone without the keys.
+    repo.require_records("reading the audit trail")?;
     let keyring = repo.keyring();
     let inspected = read_all(
         repo.storage(),
@@ -68,6 +70,7 @@ pub fn verify_and_load(repo: &Repository) -> Result<(Verification, Option<Vec<Au
 }
 
 pub(crate) fn load_trail(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<Loaded>> {
+    repo.require_records("reading the audit trail")?;
     let keyring = repo.keyring();
     let inspected = read_all(
         repo.storage(),

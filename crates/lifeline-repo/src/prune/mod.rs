@@ -92,6 +92,8 @@ pub struct Pending {
 
 /// Run one prune: carry out due marks, then mark.
 pub fn prune(repo: &Repository, options: &Options) -> Result<Report> {
+    // Prune walks every snapshot's trees to learn what is referenced.
+    repo.require_read("prune")?;
     let writer = Writer::unindexed(repo, "prune", DEFAULT_COMPRESSION)?;
     let now = writer.session().started();
     let ours = writer.session().id().to_string();

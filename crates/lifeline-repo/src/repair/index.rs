@@ -55,6 +55,8 @@ pub struct IndexReport {
 /// Packs a prune mark names are left to prune (format.md §13): they are never adopted, and files
 /// naming them keep naming them.
 pub fn repair_index(repo: &Repository, read_all_packs: bool) -> Result<IndexReport> {
+    // Packs are indexed from their trailers, which are sealed like their blobs.
+    repo.require_read("repair index")?;
     // The marker first, then the marks and the index, as every writer (format.md §13).
     let session = Session::start(repo.shared_storage(), REPAIR)?;
     refuse_beside_prune(repo, &session)?;

@@ -68,6 +68,7 @@ pub struct Repaired {
 /// Lost means: in no index, in a pack storage does not have or that is too short for it, or (for a
 /// tree) not decryptable. Run `repair index` first, so the index names every pack storage holds.
 pub fn repair_snapshots(repo: &Repository, options: Options) -> Result<SnapshotsReport> {
+    repo.require_read("repair snapshots")?;
     let writer = if options.dry_run {
         None
     } else {

@@ -245,6 +245,8 @@ impl Chains {
 /// newest of them, should two claim it). Damage is logged, not fatal: an export that cannot be read
 /// makes the next one repeat rows (never lose them), and `audit-table verify` reports it.
 pub fn head(repo: &Repository, chain: &str) -> Result<Option<Export>> {
+    // Each export continues from the previous one's watermark, which is in its snapshot.
+    repo.require_read("an audit-table export, which continues from the previous export,")?;
     let mut chains = Chains::load(repo)?;
     for (id, of, why) in &chains.unreadable {
         if of.as_deref().is_none_or(|c| c == chain) {

@@ -48,6 +48,13 @@ pub fn backup(
     tools: &dyn Fn(u32) -> Tools,
     progress: &dyn Progress,
 ) -> Result<BackedUp> {
+    // An incremental backup builds on the previous backup's manifest, which a write-only
+    // credential cannot open; a full backup needs nothing of earlier ones.
+    if request.incremental {
+        repo.require_read(
+            "an incremental base backup, which reads the previous backup's manifest,",
+        )?;
+    }
     let started = Instant::now();
     let mut client = tools::connect(request.url)?;
     let info = basebackup::server_info(&mut client)?;
@@ -58,11 +65,15 @@ pub fn backup(
     tools.check_version("pg_basebackup", info.major)?;
 
     // Read for full backups too, so a base backup whose metadata is unreadable (which recovery
-    // would refuse) is reported while a good one can still be taken.
-    let previous = catalog::base_backups(repo)?
-        .into_iter()
-        .rev()
-        .find(|b| b.system_id == info.system_id);
+    // would refuse) is reported while a good one can still be taken, by credentials that can.
+    let previous = if repo.can_read_backups() {
+        catalog::base_backups(repo)?
+            .into_iter()
+            .rev()
+            .find(|b| b.system_id == info.system_id)
+    } else {
+        None
+    };
     // The temporary directory holds the parent's manifest until pg_basebackup has read it.
     let staging = tempfile::tempdir().map_err(|e| {
         Error::Invalid(format!(

@@ -31,13 +31,17 @@ impl Source for S3Source {
         let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let bucket = Bucket::open(&self.url, &self.settings)?;
         // Any host's: a bucket is the same bucket wherever lifeline runs. A damaged snapshot never
-        // blocks a backup: the parent is the newest readable one.
-        let parent = repo
-            .load_snapshots()?
-            .items
-            .into_iter()
-            .rev()
-            .find(|(_, s)| s.kind == KIND && s.paths.iter().eq([bucket.url()]));
+        // blocks a backup: the parent is the newest readable one. A write-only credential cannot
+        // open snapshots: it reads every object again, deduplicated against the index.
+        let parent = if repo.can_read_backups() {
+            repo.load_snapshots()?
+                .items
+                .into_iter()
+                .rev()
+                .find(|(_, s)| s.kind == KIND && s.paths.iter().eq([bucket.url()]))
+        } else {
+            None
+        };
         let request = CaptureRequest {
             bucket: &bucket,
             parent: parent.as_ref().map(|(_, s)| s.tree),

@@ -64,6 +64,11 @@ fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
         audit::verify(ctx.storage()?.as_ref(), None, &anchors)?
     } else {
         let repo = ctx.open()?;
+        // A write-only credential cannot open the records' bodies: it would take every record for
+        // one "inserted" by someone without the keys. The chain's structure needs no credential.
+        repo.require_records(
+            "a keyed `audit verify` (`--without-key` checks the chain's structure with no credential)",
+        )?;
         audit::verify(repo.storage(), Some(repo.keyring()), &anchors)?
     };
     if ctx.json {
@@ -105,6 +110,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
 
 fn log(ctx: &Context, args: LogArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_records("audit log")?;
     let records: Vec<AuditRecord> = audit::load(&repo)?
         .into_iter()
         .filter(|r| match args.since {

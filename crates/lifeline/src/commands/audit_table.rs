@@ -53,6 +53,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
     };
     ctx.audit.begin("audit-table verify", &target);
     let repo = ctx.open()?;
+    repo.require_read("audit-table verify")?;
     let report = verify::verify(&repo, &args.sources, &anchors)
         .with_context(|| format!("verifying {target}"))?;
     ctx.audit.detail("chains", report.chains.len());

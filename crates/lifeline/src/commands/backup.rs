@@ -100,6 +100,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.audit.detail("source", source);
     }
     let repo = ctx.open()?;
+    repo.require_write("backup")?;
     let writer = Writer::new(&repo, None, args.compression)?;
     let bar = Bar::new(ctx.json, None);
 

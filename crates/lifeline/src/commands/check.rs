@@ -23,6 +23,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     ctx.audit.begin("check", ctx.options.location()?);
     let repo = ctx.open()?;
+    repo.require_read("check")?;
     let mode = match (args.read_data, args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(pct)) => ReadData::Subset(pct),

@@ -46,6 +46,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .open_at(&from)
         .with_context(|| format!("cannot open the source repository {from}"))?;
     ctx.audit.opened(&src);
+    src.require_read("copy")?;
     let planned = ctx
         .copies
         .iter()

@@ -23,6 +23,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_read("diff")?;
     let filter = args.filter.filter();
     let (a_id, a) = repo.find_snapshot_filtered(&args.from, &filter)?;
     let (b_id, b) = repo.find_snapshot_filtered(&args.to, &filter)?;

@@ -25,6 +25,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     ctx.audit.begin("dump", args.path.to_string_lossy());
     let repo = ctx.open()?;
+    repo.require_read("dump")?;
     let (id, snap) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
     let reader = repo.reader()?;

@@ -37,6 +37,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Pattern::Name(&matches)
     };
     let repo = ctx.open()?;
+    repo.require_read("find")?;
     let snapshots = repo.find_snapshots(&args.snapshots, &args.filter.filter())?;
     let reader = repo.reader()?;
     let mut memo = HashMap::new();

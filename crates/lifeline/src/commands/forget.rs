@@ -52,6 +52,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.audit.begin("forget", ctx.options.location()?);
     }
     let repo = ctx.open()?;
+    repo.require_read("forget")?;
     let filter = args.filter.filter();
     let selection = if args.snapshots.is_empty() {
         Selection::Policy(&args.policy)

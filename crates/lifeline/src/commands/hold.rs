@@ -97,6 +97,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         HoldCommand::Add(a) => {
             ctx.audit.begin("hold add", a.snapshots.join(" "));
             ctx.audit.detail("reason", &a.reason);
+            repo.require_read("hold add")?;
             let ids = resolve(&repo, &a.snapshots, &a.filter)?;
             let record = hold::add(&repo, &ids, &a.reason, a.until)?;
             audit_hold(ctx, &ids, &record);
@@ -105,12 +106,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         HoldCommand::Remove(a) => {
             ctx.audit.begin("hold remove", a.snapshots.join(" "));
             ctx.audit.detail("reason", &a.reason);
+            repo.require_read("hold remove")?;
             let ids = resolve(&repo, &a.snapshots, &a.filter)?;
             let record = hold::remove(&repo, &ids, &a.reason)?;
             audit_hold(ctx, &ids, &record);
             report(ctx, "released", &ids, &record)
         }
-        HoldCommand::List(a) => list(ctx, &repo, a.history),
+        HoldCommand::List(a) => {
+            repo.require_records("hold list")?;
+            list(ctx, &repo, a.history)
+        }
     }
 }
 

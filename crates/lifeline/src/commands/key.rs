@@ -34,6 +34,14 @@ enum KeyCommand {
         /// What `key list` shows for the KMS slot (default: the command's program name)
         #[arg(long, value_name = "TEXT", requires = "new_kms_command")]
         kms_label: Option<String>,
+        /// What the new credential may do: admin (everything), restore (read and write backups, no
+        /// key management), backup (write-only: new backups, decrypts nothing), audit (records and
+        /// the audit trail, no data)
+        #[arg(long, value_name = "ROLE", value_parser = parse_role, default_value = "admin")]
+        role: Role,
+        /// The same as `--role backup`: for backup hosts, which then cannot read any backup
+        #[arg(long, conflicts_with = "role")]
+        write_only: bool,
     },
     /// Remove a key slot (not the one in use)
     Remove {
@@ -57,14 +65,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 print_json(&keys)?;
             } else {
                 println!(
-                    " {:<10}  {:<8}  {:<32}  {:<12}  {:<12}  KMS label",
-                    "ID", "kind", "created", "host", "user"
+                    " {:<10}  {:<7}  {:<8}  {:<32}  {:<12}  {:<12}  KMS label",
+                    "ID", "role", "kind", "created", "host", "user"
                 );
                 for k in keys {
                     let mark = if k.current { '*' } else { ' ' };
                     let line = format!(
-                        "{mark}{:<10}  {:<8}  {:<32}  {:<12}  {:<12}  {}",
+                        "{mark}{:<10}  {:<7}  {:<8}  {:<32}  {:<12}  {:<12}  {}",
                         &k.id[..8],
+                        k.role.as_str(),
                         k.kind,
                         k.created,
                         k.hostname,
@@ -77,15 +86,27 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
         KeyCommand::Add {
             new_key_file: Some(path),
+            role,
+            write_only,
             ..
         } => {
+            let role = if write_only { Role::Backup } else { role };
             ctx.audit.begin("key add", path.display().to_string());
             ctx.audit.detail("kind", "key file");
+            ctx.audit.detail("role", role.as_str());
+            // Refused before the file exists, so a refusal leaves no key file that opens nothing.
+            repo.keyring().require(&[Role::Admin], "adding key slots")?;
             let key = key_file::create(&path)?;
-            let id = repo.add_key_file(&key)?;
+            let id = match repo.add_slot(role, Secret::KeyFile(&key)) {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+            };
             ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
             println!(
-                "added key {} opened by key file {}",
+                "added {role} key {} opened by key file {}",
                 id.short(),
                 path.display()
             );
@@ -93,29 +114,41 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         KeyCommand::Add {
             new_kms_command: Some(command),
             kms_label,
+            role,
+            write_only,
             ..
         } => {
+            let role = if write_only { Role::Backup } else { role };
             let kms = KmsCommand::new(&command, kms_label.as_deref())?;
             ctx.audit.begin("key add", kms.label());
             ctx.audit.detail("kind", "kms");
+            ctx.audit.detail("role", role.as_str());
+            repo.keyring().require(&[Role::Admin], "adding key slots")?;
             // add_slot wraps through the command and unwraps again before it writes the slot.
-            let id = repo.add_slot(Role::Admin, Secret::Kms(&kms))?;
+            let id = repo.add_slot(role, Secret::Kms(&kms))?;
             ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
             println!(
-                "added key {} opened by KMS command ({})",
+                "added {role} key {} opened by KMS command ({})",
                 id.short(),
                 kms.label()
             );
         }
         KeyCommand::Add {
-            new_password_file, ..
+            new_password_file,
+            role,
+            write_only,
+            ..
         } => {
+            let role = if write_only { Role::Backup } else { role };
             ctx.audit.begin("key add", "password");
             ctx.audit.detail("kind", "password");
+            ctx.audit.detail("role", role.as_str());
+            // Refused before asking for a password nobody could use.
+            repo.keyring().require(&[Role::Admin], "adding key slots")?;
             let pw = password::new_password(new_password_file.as_deref(), None)?;
-            let id = repo.add_key(pw.bytes())?;
+            let id = repo.add_slot(role, Secret::Password(pw.bytes()))?;
             ctx.audit.touch(recorder::Wrote, "key", id.to_hex());
-            println!("added key {}", id.short());
+            println!("added {role} key {}", id.short());
         }
         KeyCommand::Remove { id } => {
             ctx.audit.begin("key remove", &id);
@@ -132,4 +165,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a role: use admin, restore, backup or audit"))
 }

@@ -23,6 +23,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_read("ls")?;
     // `latest` is the newest readable snapshot; damaged ones are named after the listing.
     let filter = args.filter.filter();
     let (snap, damaged) = if args.snapshot == "latest" {

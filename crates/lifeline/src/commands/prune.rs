@@ -35,6 +35,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.audit.begin("prune", ctx.options.location()?);
     }
     let repo = ctx.open()?;
+    repo.require_read("prune")?;
     let report = run_prune(&repo, &args.tuning, args.dry_run)?;
     ctx.audit.detail("packs_deleted", report.deleted.packs);
     ctx.audit.detail("bytes_freed", report.deleted.bytes);

@@ -17,6 +17,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (_, plan) = super::plan::load_valid(ctx, "planned")?;
     let repo = ctx.open()?;
+    repo.require_read("recovery-plan")?;
     let (drills, _) = lifeline_repo::drill::load_all(&repo)?;
     let drills: Vec<_> = drills.into_iter().map(|d| d.record).collect();
     let result = recovery_plan::plan(&plan, &repo, &drills, args.time)?;

@@ -92,6 +92,7 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
     ctx.audit
         .begin("redis restore", args.dir.display().to_string());
     let repo = ctx.open()?;
+    repo.require_read("redis restore")?;
     let (id, snapshot) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     if snapshot.kind != lifeline_sources::redis::KIND {
         bail!(

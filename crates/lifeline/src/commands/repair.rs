@@ -53,6 +53,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.audit.begin(action, ctx.options.location()?);
     }
     let repo = ctx.open()?;
+    repo.require_read("repair")?;
     match args.command {
         RepairCommand::Index(a) => {
             let report = repair::repair_index(&repo, a.read_all_packs)?;

@@ -48,6 +48,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         None => Plan::default(),
     };
     let repo = ctx.open()?;
+    repo.require_records("report")?;
     let inputs = compliance::gather(&repo, &plan, args.month, chrono::Utc::now())?;
     let report = compliance::build(&inputs);
     let text = match args.format {

@@ -97,6 +97,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             .begin("restore", args.target.display().to_string());
     }
     let repo = ctx.open()?;
+    repo.require_read("restore")?;
     let (id, snap) = repo.find_snapshot_filtered(spec, &args.filter.filter())?;
     ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
     let reader = repo.reader()?;

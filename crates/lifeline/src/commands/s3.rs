@@ -63,6 +63,7 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
     ctx.audit.begin("s3 restore", &args.to);
     let settings = settings(ctx, args.source.as_deref())?;
     let repo = ctx.open()?;
+    repo.require_read("s3 restore")?;
     let (id, snap) = find_snapshot(&repo, &args.snapshot, &args.filter)?;
     ctx.audit.touch(recorder::Read, "snapshot", id.to_hex());
     let bucket = Bucket::open(&args.to, &settings)?;

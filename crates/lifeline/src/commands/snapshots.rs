@@ -44,6 +44,7 @@ fn to_json(
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_read("snapshots")?;
     let mut list = repo.load_snapshots()?;
     let filter = args.filter.filter();
     list.items.retain(|(_, s)| filter.matches(s));

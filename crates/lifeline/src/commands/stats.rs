@@ -16,6 +16,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_read("stats")?;
     let filter = args.filter.filter();
     let whole = args.snapshots.is_empty() && filter.is_empty();
     let chosen = repo.find_snapshots(&args.snapshots, &filter)?;

@@ -20,6 +20,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_read("status")?;
     let list = repo.load_snapshots()?;
     let s = status(
         &repo,

@@ -50,6 +50,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         ctx.audit.detail("source", source);
     }
     let repo = ctx.open()?;
+    repo.require_write("pg backup")?;
     let started = Instant::now();
     let writer = Writer::new(&repo, None, DEFAULT_COMPRESSION)?;
     let bar = Bar::new(ctx.json, None);

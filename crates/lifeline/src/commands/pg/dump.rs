@@ -63,6 +63,7 @@ pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {
         ctx.audit.detail("source", source);
     }
     let repo = ctx.open()?;
+    repo.require_write("pg dump")?;
     let writer = Writer::new(&repo, None, DEFAULT_COMPRESSION)?;
     let bar = Bar::new(ctx.json, None);
     let request = DumpRequest {
@@ -116,6 +117,7 @@ pub fn run_dump(ctx: &Context, pg: &Pg, args: DumpArgs) -> anyhow::Result<u8> {
 pub fn run_restore_dump(ctx: &Context, pg: &Pg, args: RestoreDumpArgs) -> anyhow::Result<u8> {
     ctx.audit.begin("pg restore-dump", redact(&args.db));
     let repo = ctx.open()?;
+    repo.require_read("pg restore-dump")?;
     let (id, snap) = find_snapshot(
         &repo,
         &args.snapshot,

@@ -148,6 +148,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         .begin("pg restore", args.pgdata.display().to_string());
     ctx.audit.detail("target", target.to_string());
     let repo = ctx.open()?;
+    repo.require_read("pg restore")?;
     let restore_command = restore_command(ctx)?;
     let filter = args.filter.filter();
     let request = RestoreRequest {

@@ -15,6 +15,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_read("pg status")?;
     let s = status::status(&repo, args.system_id)?;
     if ctx.json {
         print_json(&s)?;

@@ -31,6 +31,7 @@ pub struct VerifyArgs {
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_read("pg verify")?;
     let (id, snap) = find_snapshot(
         &repo,
         &args.snapshot,

@@ -30,10 +30,14 @@ pub struct FetchArgs {
 
 pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
+    repo.require_write("pg wal-push")?;
     let (key, stored) = wal::push(&repo, &args.pgdata, &args.path)?;
     match stored {
         Stored::New => tracing::info!("archived {key}"),
         Stored::AlreadyThere => tracing::info!("{key} was already archived with the same content"),
+        Stored::Unverified => tracing::warn!(
+            "{key} was already archived; a write-only credential cannot compare its content, so the stored copy stands"
+        ),
     }
     Ok(exit::OK)
 }
@@ -43,9 +47,12 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<u8> {
 /// Any other failure exits 126, which PostgreSQL treats as fatal: recovery stops at the damaged
 /// object instead of ending early there and promoting a server that silently lacks later commits.
 pub fn fetch(ctx: &Context, args: FetchArgs) -> anyhow::Result<u8> {
-    let fetched = ctx
-        .open()
-        .and_then(|repo| Ok(wal::fetch(&repo, &args.pgdata, &args.name, &args.dest)?));
+    let fetched = ctx.open().and_then(|repo| {
+        // Refused as every other failure is (exit 126): exit 13 would tell PostgreSQL the file
+        // is not archived, and it would end recovery there and promote.
+        repo.require_read("pg wal-fetch")?;
+        Ok(wal::fetch(&repo, &args.pgdata, &args.name, &args.dest)?)
+    });
     match fetched {
         Ok(Fetched::Written(bytes)) => {
             tracing::info!("restored {} ({bytes} bytes)", args.name);
@@ -54,7 +61,11 @@ pub fn fetch(ctx: &Context, args: FetchArgs) -> anyhow::Result<u8> {
         Ok(Fetched::NotArchived) => Ok(exit::FATAL),
         Err(err) => {
             eprintln!("lifeline pg wal-fetch {}: error: {err:#}", args.name);
-            eprintln!("  recovery must stop here: the archive cannot supply this file intact (`lifeline check --read-data` names every damaged WAL object, `lifeline pg status` what recovery can still reach)");
+            if exit::code_for(&err) == exit::NOT_PERMITTED {
+                eprintln!("  recovery must stop here: restore_command needs a `restore` or `admin` credential (`lifeline key list` shows each slot's role)");
+            } else {
+                eprintln!("  recovery must stop here: the archive cannot supply this file intact (`lifeline check --read-data` names every damaged WAL object, `lifeline pg status` what recovery can still reach)");
+            }
             Ok(exit::RECOVERY_MUST_STOP)
         }
     }
