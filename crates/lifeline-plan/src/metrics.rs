@@ -79,12 +79,17 @@ pub struct Metrics {
     drill_rto: Family<SourceLabels, GaugeF>,
     running: Family<SourceLabels, GaugeF>,
     repository_size: Family<RepoLabels, GaugeF>,
+    key_epoch_age: Family<RepoLabels, GaugeF>,
+    key_epochs: Family<RepoLabels, GaugeF>,
+    key_rotation_period: Family<RepoLabels, GaugeF>,
     seed_completion: Family<DatabaseLabels, GaugeF>,
     seed_size: Family<DatabaseLabels, GaugeF>,
     seed_duration: Family<DatabaseLabels, GaugeF>,
     seed_failures: Family<DatabaseLabels, CounterF>,
     /// Source → newest recovery point and newest archived WAL, turned into ages when scraped.
     points: Mutex<Points>,
+    /// Repository URL → when its current key epoch was created, turned into an age when scraped.
+    epochs_created: Mutex<BTreeMap<String, DateTime<Utc>>>,
 }
 
 fn seconds(t: DateTime<Utc>) -> f64 {
@@ -112,11 +117,15 @@ impl Metrics {
             drill_rto: Family::default(),
             running: Family::default(),
             repository_size: Family::default(),
+            key_epoch_age: Family::default(),
+            key_epochs: Family::default(),
+            key_rotation_period: Family::default(),
             seed_completion: Family::default(),
             seed_size: Family::default(),
             seed_duration: Family::default(),
             seed_failures: Family::default(),
             points: Mutex::new(BTreeMap::new()),
+            epochs_created: Mutex::new(BTreeMap::new()),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -202,6 +211,21 @@ impl Metrics {
             m.repository_size.clone(),
         );
         r.register(
+            "lifeline_key_epoch_age_seconds",
+            "Age of the repository's current key epoch, the one new data is sealed under",
+            m.key_epoch_age.clone(),
+        );
+        r.register(
+            "lifeline_key_epochs",
+            "Key epochs of the repository that are not destroyed",
+            m.key_epochs.clone(),
+        );
+        r.register(
+            "lifeline_key_rotation_period_seconds",
+            "The plan's [keys] rotate_every, for the primary repository",
+            m.key_rotation_period.clone(),
+        );
+        r.register(
             "backup_completion_time",
             "Unix time of the last completed backup (legacy name)",
             m.seed_completion.clone(),
@@ -227,6 +251,15 @@ impl Metrics {
 
     /// Every source of the plan appears, with its targets, before its first job.
     pub fn declare(&self, plan: &Plan) {
+        // A reload may have changed or removed the period.
+        self.key_rotation_period.clear();
+        if let (Some(url), Some(every)) = (&plan.repository.url, plan.keys.rotate_every) {
+            self.key_rotation_period
+                .get_or_create(&RepoLabels {
+                    repository: url.clone(),
+                })
+                .set(every.as_secs_f64());
+        }
         for source in &plan.sources {
             let labels = labels_of(plan, &source.name);
             if let Some((_, Some(tier))) = plan.class_of(source) {
@@ -314,6 +347,19 @@ impl Metrics {
                 })
                 .set(*bytes as f64);
         }
+        for (repository, keys) in &survey.key_epochs {
+            let labels = RepoLabels {
+                repository: repository.clone(),
+            };
+            self.key_epochs
+                .get_or_create(&labels)
+                .set(keys.epochs as f64);
+            if let (Some(created), Ok(mut epochs)) =
+                (keys.current_created, self.epochs_created.lock())
+            {
+                epochs.insert(repository.clone(), created);
+            }
+        }
         for (name, d) in &survey.drills {
             let labels = labels_of(plan, name);
             if let Some(t) = d.last_passed {
@@ -354,6 +400,15 @@ impl Metrics {
                 if let Some(w) = wal {
                     self.wal_lag.get_or_create(labels).set(age(now, *w));
                 }
+            }
+        }
+        if let Ok(epochs) = self.epochs_created.lock() {
+            for (repository, created) in epochs.iter() {
+                self.key_epoch_age
+                    .get_or_create(&RepoLabels {
+                        repository: repository.clone(),
+                    })
+                    .set(age(now, *created));
             }
         }
         let mut out = String::new();

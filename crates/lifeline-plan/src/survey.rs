@@ -31,6 +31,16 @@ pub struct DrillSurvey {
     pub rto_seconds: Option<f64>,
 }
 
+/// A repository's key epochs as storage holds them (another process may have rotated since the
+/// repository was opened).
+#[derive(Debug, Clone, Default)]
+pub struct KeySurvey {
+    /// When the current epoch (the one new objects are sealed under) was created.
+    pub current_created: Option<DateTime<Utc>>,
+    /// Epochs not destroyed.
+    pub epochs: usize,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Survey {
     pub sources: BTreeMap<String, SourceSurvey>,
@@ -38,6 +48,51 @@ pub struct Survey {
     pub drills: BTreeMap<String, DrillSurvey>,
     /// Repository URL → bytes stored (packs, indexes, WAL).
     pub repository_bytes: BTreeMap<String, u64>,
+    /// Repository URL → its key epochs.
+    pub key_epochs: BTreeMap<String, KeySurvey>,
+}
+
+/// `repo` with its keyring read again when storage holds an epoch it does not know: a process
+/// that keeps a repository open (the daemon) would otherwise take snapshots sealed under the new
+/// epoch for foreign ones. None when nothing changed, or when it cannot be read again (logged).
+pub fn refreshed_if_rotated(repo: &Repository) -> Option<Repository> {
+    match repo.new_epoch() {
+        Ok(Some(_)) => match repo.refreshed() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("the repository's keys were rotated, but cannot be read again: {e}");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("cannot list the repository's key epochs: {e}");
+            None
+        }
+    }
+}
+
+/// The key epochs of `repo`: read from storage for format v2 (so a rotation by another process
+/// counts), from the keyring for v1, whose epochs live in the key slots.
+pub fn key_epochs(repo: &Repository) -> anyhow::Result<KeySurvey> {
+    let parse = |created: &str| {
+        DateTime::parse_from_rfc3339(created)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    if repo.keyring().format < 2 {
+        let current = repo.keyring().current().ok();
+        return Ok(KeySurvey {
+            current_created: current.and_then(|e| parse(&e.created)),
+            epochs: repo.keyring().epochs.len(),
+        });
+    }
+    let listed = lifeline_repo::keys::list_epochs(repo.storage())?;
+    Ok(KeySurvey {
+        current_created: lifeline_repo::keys::current_listed(&listed)
+            .and_then(|e| parse(&e.created)),
+        epochs: listed.iter().filter(|e| e.destroyed.is_none()).count(),
+    })
 }
 
 /// The newest snapshot of each (plan source, job) in `repo`: when that job last succeeded. The
@@ -95,6 +150,7 @@ pub fn survey(
     let mut out = Survey::default();
     if let Some(url) = &plan.repository.url {
         out.repository_bytes.insert(url.clone(), size(repo)?);
+        out.key_epochs.insert(url.clone(), key_epochs(repo)?);
     }
     if !repo.can_read_backups() {
         // Recovery points, WAL ages and copy lags come from snapshots, which a write-only
@@ -120,6 +176,9 @@ pub fn survey(
     for (url, r) in copies {
         if let Ok(bytes) = size(r) {
             out.repository_bytes.insert(url.clone(), bytes);
+        }
+        if let Ok(keys) = key_epochs(r) {
+            out.key_epochs.insert(url.clone(), keys);
         }
     }
     let backups = if plan.sources.iter().any(|s| s.kind == SourceKind::Postgres) {

@@ -186,6 +186,7 @@ fn empty_march() -> Inputs {
         key_epochs: vec![KeyEpoch {
             epoch: 1,
             created: "2025-02-15T09:00:00Z".into(),
+            destroyed: None,
         }],
         holds: vec![],
         sources: vec![],
@@ -346,10 +347,12 @@ fn march() -> Inputs {
         KeyEpoch {
             epoch: 1,
             created: "2024-09-01T08:00:00Z".into(),
+            destroyed: None,
         },
         KeyEpoch {
             epoch: 2,
             created: "2024-12-02T08:00:00Z".into(),
+            destroyed: None,
         },
     ];
     inputs.holds = vec![Hold {
@@ -597,6 +600,7 @@ fn a_key_epoch_past_the_rotation_is_overdue() {
     inputs.key_epochs.push(KeyEpoch {
         epoch: 3,
         created: "2025-04-15T00:00:00Z".into(),
+        destroyed: None,
     });
     let report = build(&inputs);
     assert_eq!(report.encryption.current_epoch, Some(2));
@@ -607,6 +611,43 @@ fn a_key_epoch_past_the_rotation_is_overdue() {
     let report = build(&clean_march());
     assert!(findings(&report, Section::Encryption).is_empty());
     assert_eq!(report.encryption.epochs[0].age_days, Some(44));
+}
+
+#[test]
+fn a_destroyed_key_epoch_is_marked_and_never_current() {
+    // Epoch 1 destroyed in March: shown as destroyed, no age, not overdue, not current.
+    let mut inputs = march();
+    inputs.key_epochs[0].destroyed = Some("2025-03-10T12:00:00Z".into());
+    let report = build(&inputs);
+    let e = &report.encryption;
+    assert_eq!(e.epochs[0].state, EpochState::Destroyed);
+    assert_eq!(e.epochs[0].age_days, None);
+    assert!(!e.epochs[0].overdue);
+    assert_eq!(
+        e.epochs[0].destroyed.as_deref(),
+        Some("2025-03-10T12:00:00Z")
+    );
+    assert_eq!(e.current_epoch, Some(2));
+    let md = render_markdown(&report);
+    assert!(md.contains("destroyed on 2025-03-10"), "{md}");
+
+    // Destroyed after the month: March saw it as it was.
+    let mut inputs = march();
+    inputs.key_epochs[1].destroyed = Some("2025-04-20T00:00:00Z".into());
+    let report = build(&inputs);
+    assert_eq!(report.encryption.epochs[1].state, EpochState::Current);
+    assert_eq!(report.encryption.epochs[1].destroyed, None);
+
+    // Every epoch destroyed by the month's end: none current, and the report says so.
+    let mut inputs = march();
+    for k in &mut inputs.key_epochs {
+        k.destroyed = Some("2025-03-20T00:00:00Z".into());
+    }
+    let report = build(&inputs);
+    assert_eq!(report.encryption.current_epoch, None);
+    assert!(findings(&report, Section::Encryption)
+        .iter()
+        .any(|f| f.contains("No key epoch in use")));
 }
 
 #[test]

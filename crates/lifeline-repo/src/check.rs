@@ -58,6 +58,11 @@ pub struct Report {
     /// Snapshots that depend on damage found by this run (full IDs).
     pub damaged_snapshots: Vec<String>,
     pub problems: Vec<Problem>,
+    /// Objects sealed under a key epoch that `key destroy-epoch` destroyed, which nothing kept
+    /// needs: what crypto-shredding leaves, not damage (a snapshot that needs one is damaged and
+    /// listed under `problems`). Prune deletes unreferenced packs; others were put back from
+    /// elsewhere, and can be deleted.
+    pub shredded: Vec<Problem>,
     /// What a data verification proved, to be recorded (`verification::save`).
     #[serde(skip)]
     pub verification: Option<VerificationRecord>,
@@ -78,9 +83,19 @@ struct Damage {
     problems: Vec<Problem>,
     /// Blob → index into `problems`.
     blobs: HashMap<Id, usize>,
+    /// Problems that are objects sealed under a destroyed epoch.
+    shredded: HashSet<usize>,
 }
 
 impl Damage {
+    /// An object that could not be opened: shredded, or damaged.
+    fn error(&mut self, object: String, e: &crate::Error, blobs: impl IntoIterator<Item = Id>) {
+        if matches!(e, crate::Error::Shredded { .. }) {
+            self.shredded.insert(self.problems.len());
+        }
+        self.add(object, e.to_string(), blobs);
+    }
+
     fn add(&mut self, object: String, detail: String, blobs: impl IntoIterator<Item = Id>) {
         let at = self.problems.len();
         self.problems.push(Problem {
@@ -100,6 +115,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     let mut damage = Damage {
         problems: Vec::new(),
         blobs: HashMap::new(),
+        shredded: HashSet::new(),
     };
     let mut report = Report::default();
 
@@ -108,15 +124,15 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     let snapshot_ids = repo.snapshot_ids()?;
     let marks = crate::garbage::load(repo)?;
     for (key, e) in &marks.damaged {
-        damage.add(key.clone(), e.to_string(), []);
+        damage.error(key.clone(), e, []);
     }
     let doomed = crate::garbage::doomed_packs(&marks.items);
     for (key, e) in record::load_all::<HoldRecord>(repo)?.damaged {
-        damage.add(key, e.to_string(), []);
+        damage.error(key, &e, []);
     }
     let verifications = Verifications::load(repo)?;
     for (key, e) in record::load_all::<VerificationRecord>(repo)?.damaged {
-        damage.add(key, e.to_string(), []);
+        damage.error(key, &e, []);
     }
 
     let mut files = Vec::new();
@@ -125,7 +141,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
             Ok(packs) => files.push(packs),
             // Deleted since the listing: a prune finishing its work, not damage.
             Err(crate::Error::ObjectMissing { .. }) => {}
-            Err(e) => damage.add(key, e.to_string(), []),
+            Err(e) => damage.error(key, &e, []),
         }
     }
     let stored = stored_packs(repo)?;
@@ -143,7 +159,15 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     }
     drop(files);
     report.blobs = index.blob_count();
-    report.unindexed_packs = stored.keys().filter(|p| !index.has_pack(p)).count();
+    let unindexed: Vec<Id> = stored
+        .keys()
+        .filter(|p| !index.has_pack(p))
+        .copied()
+        .collect();
+    report.unindexed_packs = unindexed.len();
+    for (key, e) in shredded_packs(repo, &unindexed) {
+        damage.error(key, &e, []);
+    }
     report.packs_being_deleted = doomed.len();
     let staged = repo.storage().staging()?;
     report.staging_files = staged.len();
@@ -193,20 +217,23 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
         }
     };
     report.packs_read = selected.len();
-    let read_results: Vec<(String, String, Vec<Id>)> = selected
+    let read_results: Vec<PackDamage> = selected
         .par_iter()
         .flat_map_iter(|pack| verify_pack(repo, pack, &by_pack[pack]))
         .collect();
     // A pack read with damage does not count as verified: a rotating check reads it again, and its
     // cycle cannot complete while it is damaged.
-    let damaged_packs: HashSet<&str> = read_results.iter().map(|r| r.0.as_str()).collect();
+    let damaged_packs: HashSet<&str> = read_results.iter().map(|r| r.object.as_str()).collect();
     let verified: Vec<Id> = selected
         .iter()
         .filter(|p| !damaged_packs.contains(pack_key(p).as_str()))
         .copied()
         .collect();
-    for (object, detail, blobs) in &read_results {
-        damage.add(object.clone(), detail.clone(), blobs.iter().copied());
+    for r in &read_results {
+        if r.shredded {
+            damage.shredded.insert(damage.problems.len());
+        }
+        damage.add(r.object.clone(), r.detail.clone(), r.blobs.iter().copied());
     }
 
     let reader = BlobReader::new(repo, index);
@@ -220,6 +247,12 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
             Ok(s) => s,
             // Forgotten since the listing.
             Err(crate::Error::ObjectMissing { .. }) => continue,
+            // What a destroyed epoch sealed: gone by intent, and nothing else depends on a
+            // snapshot.
+            Err(e @ crate::Error::Shredded { .. }) => {
+                damage.error(format!("snapshots/{id}"), &e, []);
+                continue;
+            }
             Err(e) => {
                 damage.add(format!("snapshots/{id}"), e.to_string(), []);
                 damaged_snapshots.insert(id);
@@ -251,7 +284,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
             let tree = match reader.read_tree(&tree_id) {
                 Ok(t) => t,
                 Err(e) => {
-                    damage.add(format!("tree {tree_id}"), e.to_string(), [tree_id]);
+                    damage.error(format!("tree {tree_id}"), &e, [tree_id]);
                     hit(damage.problems.len() - 1, where_, &mut affected);
                     continue;
                 }
@@ -293,7 +326,14 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     for (p, paths) in affected {
         damage.problems[p].affected = paths.into_iter().collect();
     }
-    report.problems = damage.problems;
+    // Shredded and needed by no snapshot: expected after a destroy. Needed: a snapshot is damaged.
+    for (i, p) in damage.problems.into_iter().enumerate() {
+        if damage.shredded.contains(&i) && p.affected.is_empty() {
+            report.shredded.push(p);
+        } else {
+            report.problems.push(p);
+        }
+    }
     report.damaged_snapshots = damaged_snapshots.iter().map(Id::to_hex).collect();
     if let Some(plan) = subset.as_mut() {
         plan.completes &= verified.len() == selected.len();
@@ -398,10 +438,58 @@ pub fn verify_packs(repo: &Repository, packs: &[crate::pack::PackBlobs]) -> Vec<
     packs
         .par_iter()
         .flat_map_iter(|(pack, entries)| verify_pack(repo, pack, entries))
-        .map(|(object, detail, _)| Problem {
-            object,
-            detail,
+        .map(|d| Problem {
+            object: d.object,
+            detail: d.detail,
             affected: Vec::new(),
+        })
+        .collect()
+}
+
+/// What reading one pack found wrong.
+struct PackDamage {
+    object: String,
+    detail: String,
+    blobs: Vec<Id>,
+    /// Sealed under a destroyed epoch.
+    shredded: bool,
+}
+
+impl PackDamage {
+    fn new(object: &str, detail: String, blobs: Vec<Id>) -> Self {
+        PackDamage {
+            object: object.to_string(),
+            detail,
+            blobs,
+            shredded: false,
+        }
+    }
+}
+
+/// The packs of `packs` sealed under a destroyed epoch, from their headers, with the error that
+/// opening them gives. A header that cannot be read is left to the rest of the check.
+fn shredded_packs(repo: &Repository, packs: &[Id]) -> Vec<(String, crate::Error)> {
+    let destroyed: HashMap<u32, u32> = repo
+        .keyring()
+        .epochs
+        .iter()
+        .filter(|e| e.destroyed.is_some())
+        .map(|e| (e.tag, e.epoch))
+        .collect();
+    if destroyed.is_empty() {
+        return Vec::new();
+    }
+    packs
+        .par_iter()
+        .filter_map(|pack| {
+            let key = pack_key(pack);
+            let bytes = repo
+                .storage()
+                .get_range(&key, 0, crate::crypto::HEADER_LEN as u64)
+                .ok()?;
+            let header = crate::crypto::Header::parse(&bytes, &key).ok()?;
+            let epoch = *destroyed.get(&header.epoch)?;
+            Some((key.clone(), crate::Error::Shredded { key, epoch }))
         })
         .collect()
 }
@@ -411,7 +499,7 @@ fn verify_pack(
     repo: &Repository,
     pack: &Id,
     indexed: &[crate::pack::BlobEntry],
-) -> Vec<(String, String, Vec<Id>)> {
+) -> Vec<PackDamage> {
     let key = pack_key(pack);
     let all_ids = || indexed.iter().map(|e| e.id).collect::<Vec<_>>();
     let contents = match repo
@@ -420,7 +508,11 @@ fn verify_pack(
         .and_then(|bytes| PackContents::parse(bytes, repo.keyring(), pack, &key))
     {
         Ok(c) => c,
-        Err(e) => return vec![(key, e.to_string(), all_ids())],
+        Err(e) => {
+            let mut d = PackDamage::new(&key, e.to_string(), all_ids());
+            d.shredded = matches!(e, crate::Error::Shredded { .. });
+            return vec![d];
+        }
     };
     let in_trailer: HashMap<(Id, u32), &crate::pack::BlobEntry> = contents
         .entries
@@ -432,11 +524,11 @@ fn verify_pack(
         match in_trailer.get(&(entry.id, entry.offset)) {
             Some(t) if *t == entry => {
                 if let Err(e) = contents.blob(entry, repo.keyring(), &key) {
-                    out.push((key.clone(), e.to_string(), vec![entry.id]));
+                    out.push(PackDamage::new(&key, e.to_string(), vec![entry.id]));
                 }
             }
-            _ => out.push((
-                key.clone(),
+            _ => out.push(PackDamage::new(
+                &key,
                 format!(
                     "the index places blob {} here but the pack's trailer disagrees",
                     entry.id.short()

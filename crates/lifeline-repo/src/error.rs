@@ -56,6 +56,14 @@ pub enum Error {
     /// KMS slot (wrapped by another service) may still open.
     #[error("{0}")]
     Kms(String),
+    /// `key destroy-epoch` refused: what still needs the epoch, and how to release it.
+    #[error("key epoch {epoch} is still needed and was not destroyed:\n  - {}\nto destroy it:\n{}", .needs.join("\n  - "), numbered(.fixes))]
+    EpochNeeded {
+        epoch: u32,
+        needs: Vec<String>,
+        /// The steps, in order.
+        fixes: Vec<String>,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -98,3 +106,13 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Steps as `  1. ...` lines.
+fn numbered(steps: &[String]) -> String {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("  {}. {s}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -137,6 +137,9 @@ impl Repository {
         source: &mut Source<'_>,
     ) -> Result<Vec<u8>> {
         let io = |e: std::io::Error| Error::io(key, e);
+        // Named objects are written without a session: a long-kept handle checks its epoch is
+        // still the current one (format.md §3.2).
+        self.ensure_keys_fresh()?;
         let (header, sealer) = Sealer::fresh(self.keyring(), ObjectType::Named)?;
         let header_bytes = header.to_bytes();
         let mut object =

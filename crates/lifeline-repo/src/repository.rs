@@ -1,7 +1,8 @@
 //! Opening a repository: its config, its keys, its snapshots and its index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,9 @@ pub struct Repository {
     slot: Id,
     /// The role key the slot opened to (v2), for re-wrapping it under a new password.
     slot_key: Option<[u8; 32]>,
+    /// When the keyring was read: a handle kept longer than half a session timeout checks that no
+    /// epoch was added since before it seals anything (format.md §3.2, `key destroy-epoch`).
+    keys_loaded: Instant,
 }
 
 fn slot_key(id: &Id) -> String {
@@ -130,6 +134,7 @@ impl Repository {
             keyring,
             slot,
             slot_key,
+            keys_loaded: Instant::now(),
         })
     }
 
@@ -183,6 +188,7 @@ impl Repository {
                 keyring,
                 slot: Id::of_stored(&bytes),
                 slot_key,
+                keys_loaded: Instant::now(),
             });
         }
         Err(kms_failure.unwrap_or(Error::WrongPassword))
@@ -280,6 +286,63 @@ impl Repository {
 
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// This handle with its keyring read again through the same credential (no password asked):
+    /// it then knows the epochs added and destroyed since it was opened. A v1 keyring lives in its
+    /// slot and has no epochs to add, so it is returned as it is.
+    pub fn refreshed(&self) -> Result<Repository> {
+        let mut fresh = self.clone();
+        if let (true, Some(key)) = (self.keyring.format >= 2, self.slot_key) {
+            fresh.keyring = crate::keys::load(
+                self.storage.as_ref(),
+                &self.config.id,
+                self.keyring.role,
+                &key,
+            )?;
+        }
+        fresh.keys_loaded = Instant::now();
+        Ok(fresh)
+    }
+
+    /// A key epoch storage holds that this handle's keyring lacks (the keys were rotated after it
+    /// was opened), if any. One listing of `keyring/epoch-` names, which carry the tags.
+    pub fn new_epoch(&self) -> Result<Option<u32>> {
+        if self.keyring.format < 2 {
+            return Ok(None);
+        }
+        let known: HashSet<u32> = self.keyring.epochs.iter().map(|e| e.tag).collect();
+        Ok(self
+            .storage
+            .list(crate::keys::EPOCH_PREFIX)?
+            .iter()
+            .filter_map(|info| crate::keys::tag_of_key(&info.key))
+            .find(|tag| !known.contains(tag)))
+    }
+
+    /// Fails when the keys were rotated after this handle was opened.
+    pub fn ensure_keys_current(&self) -> Result<()> {
+        match self.new_epoch()? {
+            Some(tag) => Err(Error::Invalid(format!(
+                "the repository's keys were rotated after this process opened it (epoch {tag:08x} is new): run it again, so that what it writes is sealed under the current epoch"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Before sealing with a keyring read long ago: make sure no epoch was added since. A handle
+    /// opened within half a session timeout needs no check: `key destroy-epoch` waits a whole
+    /// timeout after a rotation before it destroys what the rotation replaced (format.md §3.2).
+    pub(crate) fn ensure_keys_fresh(&self) -> Result<()> {
+        if self.keys_loaded.elapsed() < crate::session::SESSION_TIMEOUT / 2 {
+            return Ok(());
+        }
+        self.ensure_keys_current()
+    }
+
+    /// How long ago the keyring was read.
+    pub fn keys_age(&self) -> Duration {
+        self.keys_loaded.elapsed()
     }
 
     // --- keys -------------------------------------------------------------------------------------
@@ -426,13 +489,17 @@ impl Repository {
     }
 
     /// Every snapshot, oldest first; an error when one cannot be read (for work that must see all of
-    /// them, such as a copy).
+    /// them, such as a copy). A shredded snapshot (its key epoch was destroyed, format.md §3.2) is
+    /// not damage: nobody can read it, ever, so it is left out with a warning.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let list = self.load_snapshots()?;
-        match list.damaged.into_iter().next() {
-            Some((_, e)) => Err(e),
-            None => Ok(list.items),
+        for (_, e) in list.damaged {
+            match e {
+                Error::Shredded { .. } => tracing::warn!("{e}; it is left out"),
+                e => return Err(e),
+            }
         }
+        Ok(list.items)
     }
 
     /// A snapshot by ID prefix or `latest` (the newest readable one: a damaged snapshot object

@@ -38,6 +38,10 @@ pub struct Marker {
     pub command: String,
     /// The writer's clock, for people.
     pub started: String,
+    /// The tag (8 hex digits) of the key epoch the session seals under, so `key destroy-epoch`
+    /// waits for it (format.md §3.2); absent in markers of sessions that seal nothing new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 /// This process's identity as markers record it.
@@ -93,6 +97,15 @@ pub struct Session {
 impl Session {
     /// Announce a session: store its first marker and learn the store's time from it.
     pub fn start(storage: Arc<dyn Storage>, command: &str) -> Result<Session> {
+        Self::start_sealing(storage, command, None)
+    }
+
+    /// [`Session::start`] for a session that seals new objects under the epoch tagged `epoch`.
+    pub fn start_sealing(
+        storage: Arc<dyn Storage>,
+        command: &str,
+        epoch: Option<u32>,
+    ) -> Result<Session> {
         let (hostname, boot_id, pid_namespace) = local_identity();
         let marker = Marker {
             session: hex::encode(rand::random::<[u8; 16]>()),
@@ -103,6 +116,7 @@ impl Session {
             pid_namespace,
             command: command.to_string(),
             started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            epoch: epoch.map(crate::keys::tag_hex),
         };
         let key = marker_key(&marker.session, 0);
         storage.put(&key, &to_json(&marker)?)?;
@@ -236,6 +250,9 @@ pub struct SessionInfo {
     /// Why it counts as live or dead.
     pub live: bool,
     pub why: String,
+    /// The tag of the key epoch it seals under, when its marker says.
+    #[serde(skip)]
+    pub epoch: Option<u32>,
 }
 
 /// Every session in the repository, judged at storage time `now`. Leftover heartbeat markers of
@@ -291,7 +308,12 @@ pub fn list(storage: &dyn Storage, now: SystemTime) -> Result<Vec<SessionInfo>> 
         } else {
             (true, format!("last heard from {} s ago", silent.as_secs()))
         };
+        let epoch = marker
+            .epoch
+            .as_deref()
+            .and_then(|t| u32::from_str_radix(t, 16).ok());
         out.push(SessionInfo {
+            epoch,
             session: sid,
             hostname: marker.hostname,
             pid: marker.pid,

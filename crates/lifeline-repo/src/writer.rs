@@ -43,6 +43,16 @@ pub struct Writer<'r> {
     stream_chunker: Chunker,
 }
 
+/// The session's marker names the epoch it seals under, so `key destroy-epoch` waits for it; a
+/// handle whose keys were read long ago first makes sure no rotation happened since, since a destroy
+/// that listed the sessions before this marker was stored would not see it (format.md §3.2).
+fn start_session(repo: &Repository, command: &str) -> Result<Session> {
+    let epoch = repo.keyring().current().ok().map(|e| e.tag);
+    let session = Session::start_sealing(repo.shared_storage(), command, epoch)?;
+    repo.ensure_keys_fresh()?;
+    Ok(session)
+}
+
 impl<'r> Writer<'r> {
     /// Start a session. Packs in storage that no index names (left by a writer that was killed, or one
     /// still running) are adopted from their trailers, so their blobs are not uploaded again, and this
@@ -60,7 +70,7 @@ impl<'r> Writer<'r> {
     ) -> Result<Self> {
         // The marker first, then the marks and the index: a prune that marks after this session
         // announced itself waits for it (format.md §13).
-        let session = Session::start(repo.shared_storage(), command)?;
+        let session = start_session(repo, command)?;
         // Staging files of writes that died (a full disk, a kill) would otherwise fill the disk
         // for good; a failure to remove them must not stop this backup.
         match repo.storage().clean_staging() {
@@ -81,7 +91,7 @@ impl<'r> Writer<'r> {
     /// A session that deduplicates against nothing: prune copying live blobs out of packs it will
     /// delete, which must not spend memory and time on the whole index.
     pub fn unindexed(repo: &'r Repository, command: &str, level: i32) -> Result<Self> {
-        let session = Session::start(repo.shared_storage(), command)?;
+        let session = start_session(repo, command)?;
         Ok(Self::with_index(
             repo,
             session,

@@ -1163,6 +1163,80 @@ fn a_bad_plan_on_sighup_is_refused_and_the_old_plan_keeps_running() {
 }
 
 // ---------------------------------------------------------------------------
+// 5b. [keys] rotate_every: the daemon rotates on time
+// ---------------------------------------------------------------------------
+
+/// The daemon runs `key rotate` when the current epoch reaches `rotate_every`, again and again,
+/// and exports the epoch's age; its surveys then read snapshots sealed under the new epochs.
+#[test]
+fn the_daemon_rotates_the_keys_when_the_epoch_reaches_rotate_every() {
+    let lab = Lab::new("rotate");
+    let data = lab.data_dir("data");
+    lab.write_plan(&format!(
+        "[keys]\nrotate_every = \"3s\"\n\n         [[sources]]\nname = \"docs\"\nkind = \"files\"\nclass = \"keep\"\n\
+         paths = [{:?}]\nschedule = \"*/2 * * * * *\"\n",
+        s(&data)
+    ));
+    let epochs = || -> Vec<Value> {
+        let out = lab.lifeline(&["key", "list", "--json"]);
+        out.assert_success();
+        out.json()["epochs"].as_array().unwrap().clone()
+    };
+    assert_eq!(epochs().len(), 1);
+    let daemon = lab.start_daemon();
+    let listed = wait_for(
+        Duration::from_secs(40),
+        "two rotations",
+        || Some(epochs()).filter(|e| e.len() >= 3),
+        || daemon.log_tail(),
+    );
+    let numbers: Vec<u64> = listed
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=numbers.len() as u64).collect::<Vec<_>>());
+    let repo = s(&lab.repo).to_string();
+    let m = daemon.metrics();
+    let period = m.get(
+        "lifeline_key_rotation_period_seconds",
+        &[("repository", &repo)],
+    );
+    assert_eq!(period, 3.0, "{}", m.0);
+    let age = m.get("lifeline_key_epoch_age_seconds", &[("repository", &repo)]);
+    assert!(
+        (0.0..10.0).contains(&age),
+        "the current epoch is at most a rotation period (and a survey) old: {age}\n{}",
+        m.0
+    );
+    assert!(m.get("lifeline_key_epochs", &[("repository", &repo)]) >= 3.0);
+    // Backups go on under the new epochs, and the daemon's surveys read them.
+    let before = m.successes("docs");
+    wait_for(
+        Duration::from_secs(30),
+        "backups under the new epochs",
+        || (daemon.metrics().successes("docs") >= before + 2.0).then_some(()),
+        || daemon.log_tail(),
+    );
+    let rpo = daemon
+        .metrics()
+        .get("lifeline_rpo_seconds", &[("source", "docs")]);
+    assert!(
+        rpo < 60.0,
+        "the survey sees the newest snapshots: RPO {rpo}"
+    );
+    daemon.stop();
+    // Each rotation is in the audit trail, like a manual one.
+    let out = lab.lifeline(&["audit", "log"]);
+    out.assert_success();
+    assert!(
+        out.stdout_str().matches("key rotate").count() >= 2,
+        "{}",
+        out.describe()
+    );
+    lab.lifeline(&["check"]).assert_success();
+}
+
+// ---------------------------------------------------------------------------
 // 6. The status page in headless Chromium
 // ---------------------------------------------------------------------------
 

@@ -8,13 +8,13 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-/// `key list --json` opened with `password_file`: (id, current) pairs.
+/// `key list --json` opened with `password_file`: the slots' (id, current) pairs.
 #[track_caller]
 fn key_list(repo: &Repo, password_file: &Path) -> Vec<(String, bool)> {
     let out = repo.run_with_password_file(password_file, ["key", "list", "--json"]);
     out.assert_success();
-    let Value::Array(keys) = out.json() else {
-        panic!("key list --json is not an array\n{}", out.describe())
+    let Some(Value::Array(keys)) = out.json().get("slots").cloned() else {
+        panic!("key list --json has no array `slots`\n{}", out.describe())
     };
     keys.iter()
         .map(|k| {

@@ -693,16 +693,24 @@ fn encryption(trail: &Trail, inputs: &Inputs, out: &mut Findings) -> Encryption 
         .map(|e| (e, text::parse_time(&e.created)))
         .collect();
     epochs.sort_by_key(|(e, _)| e.epoch);
-    // New data is sealed under the newest epoch (format.md §3.1): the newest one that existed.
+    // Destroyed by `as_of` (format.md §3.2): a destroy time that cannot be read counts as done.
+    let destroyed_by = |e: &KeyEpoch| {
+        e.destroyed
+            .as_deref()
+            .is_some_and(|d| text::parse_time(d).is_none_or(|d| d <= as_of))
+    };
+    // New data is sealed under the newest epoch (format.md §3.1): the newest one that existed and
+    // was not destroyed.
     let current_epoch = epochs
         .iter()
-        .filter(|(_, created)| created.is_some_and(|c| c <= as_of))
+        .filter(|(e, created)| created.is_some_and(|c| c <= as_of) && !destroyed_by(e))
         .map(|(e, _)| e.epoch)
         .max();
     let epochs: Vec<EpochStatus> = epochs
         .into_iter()
         .map(|(e, created)| {
             let (state, age_days) = match created {
+                _ if destroyed_by(e) => (EpochState::Destroyed, None),
                 None => (EpochState::Unknown, None),
                 Some(c) if c > as_of => (EpochState::Later, None),
                 Some(c) => (
@@ -717,6 +725,7 @@ fn encryption(trail: &Trail, inputs: &Inputs, out: &mut Findings) -> Encryption 
             EpochStatus {
                 epoch: e.epoch,
                 created: e.created.clone(),
+                destroyed: e.destroyed.clone().filter(|_| destroyed_by(e)),
                 age_days,
                 state,
                 overdue: state == EpochState::Current

@@ -52,6 +52,7 @@ pub fn gather(
             .map(|e| KeyEpoch {
                 epoch: e.epoch,
                 created: e.created.clone(),
+                destroyed: e.destroyed.clone(),
             })
             .collect(),
         holds: holds.active().into_iter().cloned().collect(),

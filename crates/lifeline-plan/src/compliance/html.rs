@@ -559,7 +559,7 @@ fn encryption(html: &mut String, e: &Encryption) {
             };
             let state = match x.state {
                 EpochState::Unknown => mark("bad", text::epoch_state(x.state)),
-                other => t(text::epoch_state(other)),
+                _ => t(text::epoch_state_of(x)),
             };
             (
                 None,

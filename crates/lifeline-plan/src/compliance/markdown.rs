@@ -367,7 +367,7 @@ fn encryption(md: &mut String, e: &Encryption) {
                     Some(d) => format!("{d} days"),
                     None => "—".into(),
                 },
-                text::epoch_state(x.state).to_string(),
+                text::epoch_state_of(x),
             ]
         })
         .collect();

@@ -51,6 +51,8 @@ pub struct KeyEpoch {
     pub epoch: u32,
     /// RFC 3339.
     pub created: String,
+    /// RFC 3339: when `key destroy-epoch` destroyed it (format.md §3.2).
+    pub destroyed: Option<String>,
 }
 
 /// A source of the plan and the recovery objectives of its tier.
@@ -265,12 +267,16 @@ pub enum EpochState {
     Later,
     /// Its creation time cannot be read.
     Unknown,
+    /// Destroyed by `key destroy-epoch` by then: what it sealed (but records) is shredded.
+    Destroyed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochStatus {
     pub epoch: u32,
     pub created: String,
+    /// When it was destroyed, if by `as_of`.
+    pub destroyed: Option<String>,
     pub age_days: Option<i64>,
     pub state: EpochState,
     /// The current epoch is older than the rotation period.

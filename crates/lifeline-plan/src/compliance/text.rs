@@ -91,6 +91,15 @@ pub fn epoch_state(state: EpochState) -> &'static str {
         EpochState::Superseded => "superseded",
         EpochState::Later => "created after the month",
         EpochState::Unknown => "creation time unreadable",
+        EpochState::Destroyed => "destroyed",
+    }
+}
+
+/// An epoch's state for a table: a destroyed one with its day.
+pub fn epoch_state_of(e: &super::model::EpochStatus) -> String {
+    match (&e.destroyed, e.state) {
+        (Some(at), EpochState::Destroyed) => format!("destroyed on {}", day(at)),
+        _ => epoch_state(e.state).to_string(),
     }
 }
 

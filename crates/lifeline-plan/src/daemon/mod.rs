@@ -9,6 +9,7 @@
 //! `stop_timeout`, then kills them — a killed backup leaves the repository as it was, plus
 //! unreferenced data that prune collects.
 
+mod rotation;
 mod server;
 mod state;
 
@@ -30,6 +31,7 @@ use crate::notify::{self, Event, EventKind};
 use crate::plan::{self, JobKind, Plan};
 use crate::report::{JobReport, Outcome};
 use crate::{open, survey};
+use rotation::Rotation;
 use state::Shared;
 
 /// How often the repository is surveyed between jobs (RPO ages are computed at every scrape).
@@ -51,7 +53,20 @@ enum Message {
         job: JobKind,
         report: Box<JobReport>,
     },
-    Surveyed(Box<survey::Survey>),
+    Surveyed(Box<Surveyed>),
+    /// `key rotate` ended: whether it succeeded, and what it said.
+    Rotated {
+        ok: bool,
+        message: String,
+    },
+}
+
+/// A survey, and the repositories read again when their keys were rotated since they were opened
+/// (snapshots sealed under an epoch a handle does not know would look foreign to it).
+struct Surveyed {
+    survey: survey::Survey,
+    repo: Option<Arc<Repository>>,
+    copies: Option<Arc<Vec<(String, Repository)>>>,
 }
 
 struct Running {
@@ -123,6 +138,8 @@ struct Daemon {
     copies: Arc<Vec<(String, Repository)>>,
     surveying: bool,
     last_survey: Instant,
+    /// `[keys] rotate_every`, when set.
+    rotation: Option<Rotation>,
 }
 
 pub fn run(request: DaemonRequest) -> anyhow::Result<()> {
@@ -163,7 +180,9 @@ pub fn run(request: DaemonRequest) -> anyhow::Result<()> {
         copies,
         surveying: false,
         last_survey: Instant::now(),
+        rotation: None,
     };
+    daemon.rotation = daemon.shared.plan().keys.rotate_every.map(Rotation::new);
     daemon.schedule_all(true)?;
     daemon.start_survey();
     daemon.main_loop(&rx)
@@ -239,6 +258,7 @@ impl Daemon {
     fn main_loop(&mut self, rx: &mpsc::Receiver<Message>) -> anyhow::Result<()> {
         loop {
             self.start_due_jobs();
+            self.start_due_rotation();
             self.kill_overdue_jobs();
             if self.last_survey.elapsed() >= SURVEY_EVERY {
                 self.start_survey();
@@ -252,10 +272,8 @@ impl Daemon {
                     job,
                     report,
                 }) => self.finished(source, job, *report),
-                Ok(Message::Surveyed(s)) => {
-                    self.surveying = false;
-                    self.shared.set_survey(*s);
-                }
+                Ok(Message::Surveyed(s)) => self.surveyed(*s),
+                Ok(Message::Rotated { ok, message }) => self.rotated(ok, message),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => bail!("daemon channel closed"),
             }
@@ -276,6 +294,9 @@ impl Daemon {
         }
         if !self.running.is_empty() {
             wait = wait.min(Duration::from_secs(5));
+        }
+        if let Some(when) = self.rotation.as_ref().and_then(Rotation::when) {
+            wait = wait.min((when - now).to_std().unwrap_or(Duration::ZERO));
         }
         wait.max(Duration::from_millis(20))
     }
@@ -465,12 +486,137 @@ impl Daemon {
             Arc::clone(&self.copies),
         );
         std::thread::spawn(move || {
-            let s = survey::survey(&plan, &repo, &copies).unwrap_or_else(|e| {
+            let fresh_repo = survey::refreshed_if_rotated(&repo).map(Arc::new);
+            let fresh_copies = copies
+                .iter()
+                .any(|(_, r)| matches!(r.new_epoch(), Ok(Some(_))))
+                .then(|| {
+                    let list: Vec<(String, Repository)> = copies
+                        .iter()
+                        .map(|(url, r)| {
+                            (
+                                url.clone(),
+                                survey::refreshed_if_rotated(r).unwrap_or_else(|| r.clone()),
+                            )
+                        })
+                        .collect();
+                    Arc::new(list)
+                });
+            let s = survey::survey(
+                &plan,
+                fresh_repo.as_deref().unwrap_or(&repo),
+                fresh_copies.as_deref().unwrap_or(&copies),
+            )
+            .unwrap_or_else(|e| {
                 tracing::warn!("repository survey failed: {e:#}");
                 survey::Survey::default()
             });
-            let _ = tx.send(Message::Surveyed(Box::new(s)));
+            let _ = tx.send(Message::Surveyed(Box::new(Surveyed {
+                survey: s,
+                repo: fresh_repo,
+                copies: fresh_copies,
+            })));
         });
+    }
+
+    fn surveyed(&mut self, s: Surveyed) {
+        self.surveying = false;
+        if let Some(repo) = s.repo {
+            tracing::info!("the repository's keys were rotated: its keyring is read again");
+            self.repo = repo;
+        }
+        if let Some(copies) = s.copies {
+            self.copies = copies;
+        }
+        let primary = self.shared.plan().repository.url.clone();
+        if let (Some(rotation), Some(keys)) = (
+            self.rotation.as_mut(),
+            primary.and_then(|url| s.survey.key_epochs.get(&url)),
+        ) {
+            rotation.surveyed(keys.current_created);
+        }
+        self.shared.set_survey(s.survey);
+    }
+
+    /// Start `key rotate` when the current epoch has reached `[keys] rotate_every`.
+    fn start_due_rotation(&mut self) {
+        let Some(rotation) = self.rotation.as_mut() else {
+            return;
+        };
+        if rotation.when().is_none_or(|w| w > Utc::now()) {
+            return;
+        }
+        let mut cmd = Command::new(&self.request.exe);
+        cmd.arg("--config")
+            .arg(&self.plan_copy.path)
+            .args(["key", "rotate", "--if-older-than"])
+            .arg(format!("{}s", rotation.every.as_secs().max(1)))
+            .arg("--json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let delay = rotation.failed(self.shared.plan().daemon.retry_delay);
+                tracing::error!(
+                    "cannot run {} key rotate: {e}; trying again in {}s",
+                    self.request.exe.display(),
+                    delay.as_secs()
+                );
+                return;
+            }
+        };
+        rotation.started();
+        tracing::info!(
+            pid = child.id(),
+            "the current key epoch reached [keys] rotate_every: rotating"
+        );
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            let (ok, message) = match child.wait_with_output() {
+                Ok(out) if out.status.success() => {
+                    let report: serde_json::Value =
+                        serde_json::from_slice(&out.stdout).unwrap_or_default();
+                    let message = if report["rotated"] == serde_json::Value::Bool(true) {
+                        format!(
+                            "rotated: epoch {} (tag {}) is current",
+                            report["epoch"], report["tag"]
+                        )
+                    } else {
+                        format!("not rotated: epoch {} is younger than rotate_every (rotated meanwhile)", report["epoch"])
+                    };
+                    (true, message)
+                }
+                Ok(out) => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let last = stderr
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("");
+                    (false, format!("key rotate failed ({}): {last}", out.status))
+                }
+                Err(e) => (false, format!("key rotate: {e}")),
+            };
+            let _ = tx.send(Message::Rotated { ok, message });
+        });
+    }
+
+    fn rotated(&mut self, ok: bool, message: String) {
+        let retry_delay = self.shared.plan().daemon.retry_delay;
+        if let Some(rotation) = self.rotation.as_mut() {
+            if ok {
+                rotation.succeeded();
+                tracing::info!("{message}");
+            } else {
+                let delay = rotation.failed(retry_delay);
+                tracing::error!("{message}; trying again in {}s", delay.as_secs());
+            }
+        }
+        // Reads the new epoch: the handles' keyrings, the metrics and the next due time.
+        self.start_survey();
     }
 
     fn reload(&mut self) {
@@ -502,7 +648,14 @@ impl Daemon {
                     self.repo = repo;
                 }
                 self.copies = Arc::new(open_copies(&plan));
+                let every = plan.keys.rotate_every;
                 self.shared.replace_plan(plan);
+                match (self.rotation.as_mut(), every) {
+                    (Some(r), Some(every)) => r.every = every,
+                    (_, every) => self.rotation = every.map(Rotation::new),
+                }
+                // Dates the current epoch against the new period.
+                self.start_survey();
                 if let Err(e) = self.schedule_all(false) {
                     tracing::error!("rescheduling after reload: {e:#}");
                 }

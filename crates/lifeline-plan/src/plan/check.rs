@@ -125,6 +125,13 @@ pub fn check(plan: &Plan, path: &Path, text: &str) -> Vec<Problem> {
             "give an IANA name such as UTC or Europe/Berlin",
         );
     }
+    if plan.keys.rotate_every.is_some_and(|d| d.is_zero()) {
+        c.add(
+            &[Seg::Key("keys"), Seg::Key("rotate_every")],
+            "rotate_every = \"0s\" would start a key epoch at every check",
+            "give the rotation period, e.g. \"90d\" (or remove the key: no automatic rotation)",
+        );
+    }
     if plan.daemon.max_concurrent_jobs == 0 {
         c.add(
             &[Seg::Key("daemon"), Seg::Key("max_concurrent_jobs")],

@@ -52,6 +52,19 @@ pub struct Plan {
     /// Where audit records go besides the repository (docs/evidence.md).
     #[serde(default)]
     pub audit: crate::audit::AuditOptions,
+    /// Key rotation (`[keys]`).
+    #[serde(default)]
+    pub keys: KeysOptions,
+}
+
+/// `[keys]`: how the daemon manages the primary repository's key epochs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysOptions {
+    /// Start a new key epoch when the current one is older than this (`lifeline key rotate`);
+    /// never when absent.
+    #[serde(default, deserialize_with = "duration_from_text")]
+    pub rotate_every: Option<Duration>,
 }
 
 /// The `[postgres]` section.

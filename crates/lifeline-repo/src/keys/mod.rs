@@ -6,6 +6,14 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod destroy;
+mod listing;
+mod rotate;
+
+pub use destroy::{destroy_epoch, DestroyReport};
+pub use listing::{current_listed, epoch_infos, list_epochs, EpochInfo, EpochListing};
+pub use rotate::{rotate, rotate_if_older, RotateReport};
+
 use crate::crypto::{Epoch, Keyring, Role, RoleKeys};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -203,6 +211,15 @@ struct Tombstone {
 
 pub fn tag_hex(tag: u32) -> String {
     format!("{tag:08x}")
+}
+
+/// The tag in a key object's name (`keyring/epoch-<tag>-<id>`, `keyring/destroyed-<tag>-<id>`).
+pub fn tag_of_key(key: &str) -> Option<u32> {
+    let rest = key
+        .strip_prefix(EPOCH_PREFIX)
+        .or_else(|| key.strip_prefix(DESTROYED_PREFIX))?;
+    let (tag, _) = rest.split_once('-')?;
+    u32::from_str_radix(tag, 16).ok()
 }
 
 fn parse_tag(s: &str, object: &str) -> Result<u32> {

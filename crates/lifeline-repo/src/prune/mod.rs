@@ -33,6 +33,10 @@ pub struct Options {
     /// A pack whose unreferenced share of bytes exceeds this percentage is repacked.
     pub max_unused: f64,
     pub dry_run: bool,
+    /// Tags of key epochs whose packs are repacked whenever they hold a referenced blob, so that
+    /// what kept snapshots need is sealed under the current epoch and the epoch can be destroyed
+    /// (`key destroy-epoch`, format.md §3.2).
+    pub repack_epochs: Vec<u32>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -73,6 +77,8 @@ pub struct Marked {
     pub unused_packs: usize,
     pub repacked_packs: usize,
     pub repacked_blobs: usize,
+    /// Of the packs repacked or marked unused, those sealed under an epoch `--repack-epoch` named.
+    pub epoch_packs: usize,
     /// Bytes of the packs marked (unused and repacked).
     pub bytes: u64,
     /// Bytes written by repacking.
@@ -431,15 +437,18 @@ fn mark(
     options: &Options,
     report: &mut Report,
 ) -> Result<Option<Stored<MarkRecord>>> {
-    // Each referenced blob counts in one pack only (live packs first, then larger ones), so that
-    // duplicates left by interrupted writers or prunes are garbage too.
+    // Each referenced blob counts in one pack only (live packs first, then packs of epochs that
+    // stay, then larger ones), so that duplicates left by interrupted writers or prunes are garbage
+    // too, and a blob also stored under a newer epoch is not copied out of an old one.
     let mut order: Vec<usize> = (0..state.packs.len())
         .filter(|&i| state.packs[i].size.is_some())
         .collect();
+    let resealing = sealed_under(repo, state, &order, &options.repack_epochs)?;
     order.sort_by_key(|&i| {
         let p = &state.packs[i];
         (
             pending_doomed.contains(&p.id),
+            resealing.contains(&i),
             std::cmp::Reverse(p.size),
             p.id,
         )
@@ -475,8 +484,15 @@ fn mark(
         let (live, total) = usage.get(&i).map_or((0, 0), |u| (u.1, u.2));
         if live == 0 {
             unused.push(i);
-        } else if (total - live) as f64 * 100.0 > options.max_unused * total as f64 {
+        } else if resealing.contains(&i)
+            || (total - live) as f64 * 100.0 > options.max_unused * total as f64
+        {
             repack.push(i);
+        } else {
+            continue;
+        }
+        if resealing.contains(&i) {
+            report.marked.epoch_packs += 1;
         }
     }
     report.marked.unused_packs = unused.len();
@@ -639,6 +655,39 @@ fn mark(
     let stored = garbage::save(repo, packs, indexes, report.marked.bytes)?;
     report.marked.mark = Some(stored.id.to_hex());
     Ok(Some(stored))
+}
+
+/// The packs (indexes into `state.packs`, among `candidates`) sealed under one of `tags`, from
+/// their 48-byte headers. A pack whose header cannot be read is left alone (`check` names it).
+fn sealed_under(
+    repo: &Repository,
+    state: &State,
+    candidates: &[usize],
+    tags: &[u32],
+) -> Result<HashSet<usize>> {
+    if tags.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found: Vec<Option<usize>> = candidates
+        .par_iter()
+        .map(|&i| {
+            let key = pack_key(&state.packs[i].id);
+            let bytes = match repo
+                .storage()
+                .get_range(&key, 0, crate::crypto::HEADER_LEN as u64)
+            {
+                Ok(b) => b,
+                Err(Error::ObjectMissing { .. }) => return Ok(None),
+                Err(e) if e.kind() == crate::ErrorKind::Damaged => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            Ok(crate::crypto::Header::parse(&bytes, &key)
+                .ok()
+                .filter(|h| tags.contains(&h.epoch))
+                .map(|_| i))
+        })
+        .collect::<Result<_>>()?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Copy the blobs one pack keeps (`keeps[i]` for its i-th entry) into the prune session's new

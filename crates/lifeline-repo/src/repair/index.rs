@@ -58,7 +58,9 @@ pub fn repair_index(repo: &Repository, read_all_packs: bool) -> Result<IndexRepo
     // Packs are indexed from their trailers, which are sealed like their blobs.
     repo.require_read("repair index")?;
     // The marker first, then the marks and the index, as every writer (format.md §13).
-    let session = Session::start(repo.shared_storage(), REPAIR)?;
+    // Its marker names the epoch the new index files are sealed under (`key destroy-epoch`).
+    let epoch = repo.keyring().current().ok().map(|e| e.tag);
+    let session = Session::start_sealing(repo.shared_storage(), REPAIR, epoch)?;
     refuse_beside_prune(repo, &session)?;
     let marks = garbage::load(repo)?;
     let doomed = garbage::doomed_packs(&marks.items);

@@ -15,7 +15,7 @@ use crate::session::{self, Session};
 /// refuses to start beside the other (format.md §13).
 pub const REPAIR: &str = "repair";
 
-fn refuse_beside_prune(repo: &Repository, ours: &Session) -> Result<()> {
+pub(crate) fn refuse_beside_prune(repo: &Repository, ours: &Session) -> Result<()> {
     match session::running(repo.storage(), ours, &["prune", REPAIR])? {
         Some(other) => Err(Error::Invalid(format!(
             "a {} is running (host {}, process {}, since {}); prune and repair run one at a time: try again when it has finished",

@@ -53,6 +53,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     };
     let failed = !report.problems.is_empty() || !wal.problems.is_empty();
     ctx.audit.detail("problems", report.problems.len());
+    if !report.shredded.is_empty() {
+        ctx.audit.detail("shredded", report.shredded.len());
+    }
     ctx.audit.detail("wal_problems", wal.problems.len());
     if let Some(id) = &recorded {
         ctx.audit.touch(recorder::Wrote, "verification", id);
@@ -121,6 +124,15 @@ fn print(report: &lifeline_repo::check::Report, wal: &ArchiveReport, recorded: b
             "note: {} pack(s) are marked as garbage; a later `lifeline prune` deletes them",
             report.packs_being_deleted
         );
+    }
+    if !report.shredded.is_empty() {
+        println!(
+            "note: {} object(s) are shredded: sealed under a destroyed key epoch, unreadable by intent, and needed by no snapshot (prune deletes unreferenced packs; delete the others, or leave them)",
+            report.shredded.len()
+        );
+        for p in &report.shredded {
+            println!("shredded: {}: {}", p.object, p.detail);
+        }
     }
     for p in report.problems.iter().chain(&wal.problems) {
         println!("error: {}: {}", p.object, p.detail);

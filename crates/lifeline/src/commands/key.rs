@@ -1,11 +1,15 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Subcommand;
-
 use lifeline_plan::kms::KmsCommand;
 use lifeline_repo::crypto::{Kms, Role, Secret};
+use lifeline_repo::keys::{self, EpochInfo};
+use lifeline_repo::KeyInfo;
+use serde::Serialize;
 
 use crate::context::{print_json, Context};
+use crate::options::parse_duration;
 use crate::{exit, key_file, password, recorder};
 
 #[derive(Debug, clap::Args)]
@@ -16,7 +20,7 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
-    /// List the key slots
+    /// List the key slots and the key epochs
     List,
     /// Add a password, key file or KMS slot that also opens the repository
     Add {
@@ -54,6 +58,26 @@ enum KeyCommand {
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
+    /// Start a new key epoch: what is written from now on is sealed under new keys; what was
+    /// sealed before stays readable (admin)
+    Rotate {
+        /// Only when the current epoch is older than this (for schedules): `90d`
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        if_older_than: Option<Duration>,
+    },
+    /// Destroy a key epoch's keys, so that nothing it sealed can ever be read again (admin). It
+    /// refuses while snapshots, packs or WAL sealed under it remain, naming them and the fix
+    DestroyEpoch {
+        /// The epoch's number (`lifeline key list`)
+        epoch: u32,
+    },
+}
+
+/// `key list --json`: the key slots and the key epochs.
+#[derive(Serialize)]
+struct KeyListing {
+    slots: Vec<KeyInfo>,
+    epochs: Vec<EpochInfo>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -61,8 +85,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     match args.command {
         KeyCommand::List => {
             let keys = repo.list_keys()?;
+            let epochs = keys::epoch_infos(repo.keyring());
             if ctx.json {
-                print_json(&keys)?;
+                print_json(&KeyListing {
+                    slots: keys,
+                    epochs,
+                })?;
             } else {
                 println!(
                     " {:<10}  {:<7}  {:<8}  {:<32}  {:<12}  {:<12}  KMS label",
@@ -82,6 +110,61 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     );
                     println!("{}", line.trim_end());
                 }
+                print_epochs(&epochs);
+            }
+        }
+        KeyCommand::Rotate { if_older_than } => {
+            ctx.audit.begin("key rotate", ctx.options.location()?);
+            let report = keys::rotate_if_older(&repo, if_older_than)?;
+            ctx.audit.detail("rotated", report.rotated);
+            ctx.audit.detail("epoch", report.epoch);
+            ctx.audit.detail("tag", &report.tag);
+            if let Some(previous) = report.previous {
+                ctx.audit.detail("previous_epoch", previous);
+            }
+            if let Some(object) = &report.object {
+                ctx.audit.touch(recorder::Wrote, "key epoch", object);
+            }
+            if ctx.json {
+                print_json(&report)?;
+            } else if report.rotated {
+                println!(
+                    "key epoch {} (tag {}) is now current: what is written from now on is sealed under it; earlier epochs stay readable",
+                    report.epoch, report.tag
+                );
+            } else {
+                println!(
+                    "not rotated: key epoch {} is {} old, younger than --if-older-than",
+                    report.epoch,
+                    lifeline_repo::retention::human_duration(Duration::from_secs(
+                        report.previous_age_seconds.unwrap_or(0)
+                    ))
+                );
+            }
+        }
+        KeyCommand::DestroyEpoch { epoch } => {
+            ctx.audit
+                .begin("key destroy-epoch", format!("epoch {epoch}"));
+            let report = keys::destroy_epoch(&repo, epoch)?;
+            ctx.audit.detail("tags", report.tags.join(" "));
+            ctx.audit
+                .detail("index_files_resealed", report.index_files_resealed);
+            ctx.audit.detail("objects_scanned", report.objects_scanned);
+            for t in &report.tombstones {
+                ctx.audit.touch(recorder::Wrote, "key tombstone", t);
+            }
+            for d in &report.deleted {
+                ctx.audit.touch(recorder::Deleted, "key epoch", d);
+            }
+            if ctx.json {
+                print_json(&report)?;
+            } else if report.already_destroyed {
+                println!("key epoch {epoch} was destroyed already");
+            } else {
+                println!(
+                    "key epoch {epoch} is destroyed: nothing it sealed can be read again ({} object(s) checked, {} index file(s) re-sealed under the current epoch); its records and audit bodies stay readable",
+                    report.objects_scanned, report.index_files_resealed
+                );
             }
         }
         KeyCommand::Add {
@@ -170,4 +253,29 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s)
         .ok_or_else(|| format!("{s:?} is not a role: use admin, restore, backup or audit"))
+}
+
+/// The epochs, after the slots: `*` marks the current one.
+fn print_epochs(epochs: &[EpochInfo]) {
+    println!();
+    println!(
+        " {:<6}  {:<8}  {:<32}  {:>7}  state",
+        "epoch", "tag", "created", "age"
+    );
+    for e in epochs {
+        let mark = if e.current { '*' } else { ' ' };
+        let age = e
+            .age_days
+            .map_or_else(|| "?".to_string(), |d| format!("{d} d"));
+        let state = match (&e.destroyed, e.current) {
+            (Some(at), _) => format!("destroyed {at}"),
+            (None, true) => "current".to_string(),
+            (None, false) => "readable".to_string(),
+        };
+        let legacy = if e.legacy { " (from format v1)" } else { "" };
+        println!(
+            "{mark}{:<6}  {:<8}  {:<32}  {:>7}  {state}{legacy}",
+            e.epoch, e.tag, e.created, age
+        );
+    }
 }

@@ -27,6 +27,12 @@ pub struct Args {
     /// Show what would be marked and deleted; change nothing
     #[arg(long)]
     dry_run: bool,
+
+    /// Also repack every pack sealed under key epoch N that kept snapshots still use, so that what
+    /// they need is sealed under the current epoch and `key destroy-epoch N` can follow; the packs
+    /// are marked like other garbage (repeatable)
+    #[arg(long, value_name = "N")]
+    repack_epoch: Vec<u32>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -36,7 +42,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let repo = ctx.open()?;
     repo.require_read("prune")?;
-    let report = run_prune(&repo, &args.tuning, args.dry_run)?;
+    let repack_epochs = epoch_tags(&repo, &args.repack_epoch)?;
+    if !args.repack_epoch.is_empty() {
+        ctx.audit.detail(
+            "repack_epochs",
+            args.repack_epoch
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    let report = prune::prune(
+        &repo,
+        &prune::Options {
+            grace: args.tuning.grace,
+            max_unused: args.tuning.max_unused,
+            dry_run: args.dry_run,
+            repack_epochs,
+        },
+    )?;
     ctx.audit.detail("packs_deleted", report.deleted.packs);
     ctx.audit.detail("bytes_freed", report.deleted.bytes);
     ctx.audit.detail("packs_marked", report.marked.unused_packs);
@@ -59,8 +84,37 @@ pub fn run_prune(
             grace: tuning.grace,
             max_unused: tuning.max_unused,
             dry_run,
+            repack_epochs: Vec::new(),
         },
     )?)
+}
+
+/// The header tags of the epochs numbered `numbers` (two rotations racing can give a number two
+/// tags). The current epoch is refused: repacking would seal under it again.
+fn epoch_tags(repo: &lifeline_repo::Repository, numbers: &[u32]) -> anyhow::Result<Vec<u32>> {
+    let keyring = repo.keyring();
+    let current = keyring.current()?.tag;
+    let mut tags = Vec::new();
+    for &n in numbers {
+        let of_n: Vec<u32> = keyring
+            .epochs
+            .iter()
+            .filter(|e| e.epoch == n && e.destroyed.is_none())
+            .map(|e| e.tag)
+            .collect();
+        if of_n.is_empty() {
+            anyhow::bail!(
+                "--repack-epoch {n}: the repository has no key epoch {n} that is not destroyed (`lifeline key list` shows them)"
+            );
+        }
+        if of_n.contains(&current) {
+            anyhow::bail!(
+                "--repack-epoch {n}: epoch {n} is the current one, which repacking would seal under again; run `lifeline key rotate` first"
+            );
+        }
+        tags.extend(of_n);
+    }
+    Ok(tags)
 }
 
 pub fn print(r: &Report) {
@@ -94,6 +148,12 @@ pub fn print(r: &Report) {
             human_bytes(m.bytes_written),
             m.index_files_superseded
         );
+        if m.epoch_packs > 0 {
+            println!(
+                "of them, {} pack(s) are sealed under a key epoch --repack-epoch named",
+                m.epoch_packs
+            );
+        }
     } else {
         println!("no new garbage");
     }
