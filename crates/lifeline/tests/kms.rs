@@ -68,9 +68,9 @@ fn repo_with_kms_slot() -> (Repo, Token) {
 fn key_list(cmd: &mut Command) -> Vec<Value> {
     let out = run(cmd, None);
     out.assert_success();
-    match out.json() {
-        Value::Array(keys) => keys,
-        other => panic!("key list --json is not an array: {other}"),
+    match out.json().get("slots").cloned() {
+        Some(Value::Array(keys)) => keys,
+        _ => panic!("key list --json has no array `slots`\n{}", out.describe()),
     }
 }
 

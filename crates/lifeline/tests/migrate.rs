@@ -78,9 +78,9 @@ fn migrate(repo: &Repo, extra: &[&str]) -> Value {
 fn key_list(repo: &Repo) -> Vec<Value> {
     let out = repo.run(["key", "list", "--json"]);
     out.assert_success();
-    match out.json() {
-        Value::Array(keys) => keys,
-        other => panic!("key list --json is not an array: {other}"),
+    match out.json().get("slots").cloned() {
+        Some(Value::Array(keys)) => keys,
+        _ => panic!("key list --json has no array `slots`\n{}", out.describe()),
     }
 }
 

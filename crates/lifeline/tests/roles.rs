@@ -154,7 +154,7 @@ fn a_write_only_credential_backs_up_and_deduplicates_against_existing_data() {
         .run(["key", "list", "--json"])
         .assert_success()
         .json();
-    let roles: Vec<&str> = keys
+    let roles: Vec<&str> = keys["slots"]
         .as_array()
         .unwrap()
         .iter()
@@ -492,7 +492,7 @@ fn the_restorer_restores_and_manages_no_keys() {
         .repo
         .run(["key", "list", "--json"])
         .assert_success()
-        .json()[0]["id"];
+        .json()["slots"][0]["id"];
     assert_refused(
         &r.with_key(
             &r.restore_key,
@@ -520,7 +520,7 @@ fn the_restorer_restores_and_manages_no_keys() {
         .run_with_password_file(&password, ["key", "list", "--json"])
         .assert_success()
         .json();
-    let current: Vec<&Value> = keys
+    let current: Vec<&Value> = keys["slots"]
         .as_array()
         .unwrap()
         .iter()
