@@ -1,7 +1,6 @@
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use serde::{Deserialize, Serialize};
 
+use super::aead;
 use super::keyring::{Keyring, Role, V1Keyring};
 use crate::error::{Error, Result};
 
@@ -64,33 +63,28 @@ pub struct KdfParams {
 impl KdfParams {
     /// 64 MiB, 3 passes: the OWASP-recommended tier for Argon2id, about 0.2 s here.
     fn fresh(secret: Secret<'_>) -> Self {
-        if let Secret::Kms(_) = secret {
-            return KdfParams {
-                algorithm: KMS.into(),
-                version: 1,
-                m_cost: 0,
-                t_cost: 0,
-                p_cost: 0,
-                salt: String::new(),
-            };
-        }
-        if let Secret::KeyFile(_) = secret {
-            return KdfParams {
-                algorithm: KEY_FILE_KDF.into(),
-                version: 1,
-                m_cost: 0,
-                t_cost: 0,
-                p_cost: 0,
-                salt: hex::encode(rand::random::<[u8; 16]>()),
-            };
-        }
-        KdfParams {
-            algorithm: ARGON2ID.into(),
-            version: 19,
-            m_cost: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-            salt: hex::encode(rand::random::<[u8; 16]>()),
+        // Key files and KMS keys are full-entropy, so they need no memory-hard cost; a KMS slot
+        // needs no salt either, because its key-encryption key is random and wrapped, not derived.
+        let no_cost = |algorithm: &str, salt: String| KdfParams {
+            algorithm: algorithm.into(),
+            version: 1,
+            m_cost: 0,
+            t_cost: 0,
+            p_cost: 0,
+            salt,
+        };
+        let salt = || hex::encode(rand::random::<[u8; 16]>());
+        match secret {
+            Secret::Kms(_) => no_cost(KMS, String::new()),
+            Secret::KeyFile(_) => no_cost(KEY_FILE_KDF, salt()),
+            Secret::Password(_) => KdfParams {
+                algorithm: ARGON2ID.into(),
+                version: 19,
+                m_cost: 64 * 1024,
+                t_cost: 3,
+                p_cost: 1,
+                salt: salt(),
+            },
         }
     }
 
@@ -199,11 +193,7 @@ pub enum Opened {
 }
 
 fn seal(kek: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<([u8; 12], Vec<u8>)> {
-    let nonce: [u8; 12] = rand::random();
-    let sealed = Aes256Gcm::new(kek.into())
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
-        .map_err(|_| Error::Format("sealing a key slot".into()))?;
-    Ok((nonce, sealed))
+    aead::seal(kek, aad, plain).ok_or_else(|| Error::Format("sealing a key slot".into()))
 }
 
 impl KeySlot {
@@ -315,9 +305,7 @@ impl KeySlot {
             }
         };
         let sealed = hex::decode(sealed).map_err(|_| Error::Format("key slot contents".into()))?;
-        let plain = Aes256Gcm::new(&kek.into())
-            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &sealed, aad })
-            .map_err(|_| Error::WrongPassword)?;
+        let plain = aead::open(&kek, &nonce, aad, &sealed).ok_or(Error::WrongPassword)?;
         let foreign = || {
             Error::Format(
                 "this key slot belongs to another repository (it names another id)".into(),

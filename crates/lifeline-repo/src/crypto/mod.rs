@@ -1,5 +1,6 @@
 //! Keys and encryption: the keyring, key slots and the sealed-object envelope (format.md §3, §5).
 
+pub(crate) mod aead;
 mod envelope;
 mod keyring;
 mod keyslot;

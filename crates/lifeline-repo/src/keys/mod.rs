@@ -1,8 +1,6 @@
 //! The key objects of format v2 (format.md §3.2): the root, one object per epoch and tombstones of
 //! destroyed epochs, and loading what a credential's role reaches through them.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +12,7 @@ pub use destroy::{destroy_epoch, DestroyReport};
 pub use listing::{current_listed, epoch_infos, list_epochs, EpochInfo, EpochListing};
 pub use rotate::{rotate, rotate_if_older, RotateReport};
 
-use crate::crypto::{Epoch, Keyring, Role, RoleKeys};
+use crate::crypto::{aead, Epoch, Keyring, Role, RoleKeys};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::Id;
@@ -45,16 +43,8 @@ fn seal_section<T: Serialize>(
     let mut plain = Vec::new();
     ciborium::into_writer(value, &mut plain)
         .map_err(|e| Error::Format(format!("key object CBOR: {e}")))?;
-    let nonce: [u8; 12] = rand::random();
-    let sealed = Aes256Gcm::new(key.into())
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &plain,
-                aad: &aad(place, repo),
-            },
-        )
-        .map_err(|_| Error::Format("sealing a key object".into()))?;
+    let (nonce, sealed) = aead::seal(key, &aad(place, repo), &plain)
+        .ok_or_else(|| Error::Format("sealing a key object".into()))?;
     Ok(Section {
         nonce: hex::encode(nonce),
         sealed: hex::encode(sealed),
@@ -74,20 +64,12 @@ fn open_section<T: DeserializeOwned>(
         .ok_or_else(|| Error::corrupt(object, "section nonce"))?;
     let sealed =
         hex::decode(&section.sealed).map_err(|_| Error::corrupt(object, "section is not hex"))?;
-    let plain = Aes256Gcm::new(key.into())
-        .decrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &sealed,
-                aad: &aad(place, repo),
-            },
+    let plain = aead::open(key, &nonce, &aad(place, repo), &sealed).ok_or_else(|| {
+        Error::corrupt(
+            object,
+            format!("its {place} section does not open with this credential's key"),
         )
-        .map_err(|_| {
-            Error::corrupt(
-                object,
-                format!("its {place} section does not open with this credential's key"),
-            )
-        })?;
+    })?;
     ciborium::from_reader(plain.as_slice())
         .map_err(|e| Error::corrupt(object, format!("CBOR: {e}")))
 }
