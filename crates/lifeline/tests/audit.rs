@@ -49,14 +49,7 @@ fn every_operation_on_backup_data_or_keys_leaves_a_record() {
     repo.restore("latest", "restored");
     repo.run(["restore", "deadbeef", "--target", "nowhere"])
         .assert_failure();
-    let new_password = repo.sandbox.write("second-password", "a second password");
-    repo.run([
-        "key",
-        "add",
-        "--new-password-file",
-        new_password.to_str().unwrap(),
-    ])
-    .assert_success();
+    repo.add_password_slot("a second password");
     repo.run(["hold", "add", "latest", "--reason", "litigation 42"])
         .assert_success();
     repo.run(["forget", "--keep-last", "1"]).assert_success();

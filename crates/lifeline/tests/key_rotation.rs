@@ -196,13 +196,7 @@ fn destroy_epoch_waits_for_what_needs_it_then_shreds_it() {
         .assert_success();
     // A key file made before the destroy must still open the repository after it.
     let key_file = repo.join("keyfile");
-    repo.run([
-        OsStr::new("key"),
-        OsStr::new("add"),
-        OsStr::new("--new-key-file"),
-        key_file.as_os_str(),
-    ])
-    .assert_success();
+    repo.add_key_file(&key_file);
     // Copies of what epoch 1 sealed, to put back after the destroy.
     let keep = repo.sandbox.mkdir("kept");
     let old_file = keep.join("old-snapshot");

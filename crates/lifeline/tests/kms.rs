@@ -281,13 +281,7 @@ fn the_slot_holds_only_the_hsm_blob_and_another_token_cannot_unwrap_it() {
 fn password_key_file_and_kms_slots_coexist_in_the_documented_order() {
     let (repo, token) = repo_with_kms_slot();
     let key_file = repo.join("lifeline.key");
-    repo.run([
-        OsStr::new("key"),
-        OsStr::new("add"),
-        OsStr::new("--new-key-file"),
-        key_file.as_os_str(),
-    ])
-    .assert_success();
+    repo.add_key_file(&key_file);
 
     let kind_opened = |cmd: &mut Command| -> String {
         current(&key_list(cmd))["kind"]

@@ -216,17 +216,9 @@ fn migrating_each_v1_fixture_keeps_every_snapshot_and_seals_new_backups_under_a_
 #[test]
 fn migrate_refuses_while_a_v1_slot_would_be_left_unconverted() {
     let repo = fixture("v1");
-    let second = repo.sandbox.write("second-password", "second password");
+    let second = repo.add_password_slot("second password");
     let key_file = repo.join("archive.key");
-    repo.run([
-        "key",
-        "add",
-        "--new-password-file",
-        second.to_str().unwrap(),
-    ])
-    .assert_success();
-    repo.run(["key", "add", "--new-key-file", key_file.to_str().unwrap()])
-        .assert_success();
+    repo.add_key_file(&key_file);
     let slots = key_list(&repo);
     assert_eq!(slots.len(), 3);
     assert!(slots.iter().all(|k| json_u64(k, "version") == 1));
@@ -306,14 +298,7 @@ fn migrate_refuses_while_a_v1_slot_would_be_left_unconverted() {
 #[test]
 fn remove_unconverted_removes_the_v1_slots_no_key_given_opens() {
     let repo = fixture("v1");
-    let second = repo.sandbox.write("second-password", "second password");
-    repo.run([
-        "key",
-        "add",
-        "--new-password-file",
-        second.to_str().unwrap(),
-    ])
-    .assert_success();
+    let second = repo.add_password_slot("second password");
     let report = migrate(&repo, &["--remove-unconverted"]);
     let reasons: Vec<&str> = report["slots_removed"]
         .as_array()
@@ -414,14 +399,7 @@ fn migration_stopped_after_each_step_opens_with_the_old_password_and_a_rerun_com
 fn a_rerun_opened_with_another_key_carries_on_through_the_key_that_started_it() {
     let repo = fixture("v1");
     let snapshots = snapshot_ids(&repo);
-    let second = repo.sandbox.write("second-password", "second password");
-    repo.run([
-        "key",
-        "add",
-        "--new-password-file",
-        second.to_str().unwrap(),
-    ])
-    .assert_success();
+    let second = repo.add_password_slot("second password");
     // Started with the fixture password, stopped once the root and epochs exist.
     let mut cmd = repo.cmd([
         "migrate",
@@ -464,14 +442,7 @@ fn a_rerun_opened_with_another_key_carries_on_through_the_key_that_started_it() 
 #[test]
 fn a_v2_slot_of_a_run_stopped_before_its_root_is_removed_by_a_rerun_with_another_key() {
     let mut repo = fixture("v1");
-    let second = repo.sandbox.write("second-password", "second password");
-    repo.run([
-        "key",
-        "add",
-        "--new-password-file",
-        second.to_str().unwrap(),
-    ])
-    .assert_success();
+    let second = repo.add_password_slot("second password");
     let mut cmd = repo.cmd(["migrate", "--remove-unconverted"]);
     cmd.env("LIFELINE_FAILPOINT", "migrate:admin-slot");
     assert_eq!(run(&mut cmd, None).status.signal(), Some(SIGABRT));

@@ -533,6 +533,30 @@ impl Repo {
         du(&self.path) - du(&self.path.join("audit"))
     }
 
+    /// `key add` of a second (admin) password slot opened by `password`; returns its password file.
+    pub fn add_password_slot(&self, password: &str) -> PathBuf {
+        let file = self.sandbox.write("second-password", password);
+        self.run([
+            OsStr::new("key"),
+            OsStr::new("add"),
+            OsStr::new("--new-password-file"),
+            file.as_os_str(),
+        ])
+        .assert_success();
+        file
+    }
+
+    /// `key add --new-key-file path`: an admin key-file slot.
+    pub fn add_key_file(&self, path: &Path) {
+        self.run([
+            OsStr::new("key"),
+            OsStr::new("add"),
+            OsStr::new("--new-key-file"),
+            path.as_os_str(),
+        ])
+        .assert_success();
+    }
+
     /// Files in `keys/`.
     pub fn key_files(&self) -> Vec<PathBuf> {
         let mut v = regular_files_under(&self.path.join("keys"));
