@@ -1,6 +1,6 @@
 # Shared by the install scripts (tools.sh, redis.sh, softhsm.sh): sourced, never run. The caller sets
 # APT_MARKER (a file whose age says when apt's lists were last refreshed) and INSTALLING (what is being
-# installed, for error messages), and defines `log` and `die`.
+# installed, for error messages), and sources common.sh (`log`, `die`) first.
 
 # Runs a command quietly; on failure prints the command and all it said, then stops.
 run() {

@@ -17,16 +17,8 @@ RULE_TESTS=deploy/prometheus/lifeline.rules.test.yml
 MANIFESTS=deploy/kubernetes
 PROMETHEUS_RULE=$MANIFESTS/base/prometheus-rule.yaml
 
-log() { echo "deploy-check.sh: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-usage() {
-	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 eval "$(scripts/tools.sh env)"
 [[ -x $LIFELINE_PROMTOOL && -x $LIFELINE_KUBERNETES_VALIDATE ]] ||

@@ -19,16 +19,8 @@ KEY_NAME=lifeline-test-key
 STOP_GRACE_SECS=5
 WAIT_SECS=60
 
-log() { echo "garage.sh: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-usage() {
-	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 # The binary: PATH first, then cargo's bin dir (PATH often lacks it in CI shells).
 find_garage() {

@@ -25,16 +25,8 @@ APT_MARKER=/opt/lifeline-pg/.apt-updated
 # What the tests and the benchmark run; each must start as the postgres user.
 TOOLS=(postgres initdb pg_ctl pg_basebackup pg_dump pg_restore pg_verifybackup pgbench psql)
 
-log() { echo "postgres.sh: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-usage() {
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 # The server refuses to run as root. From / so that a cwd under /root causes no "could not change
 # directory" noise.

@@ -19,16 +19,8 @@ INSTALLING=Redis
 DEB_PACKAGES=(redis-server redis-tools)
 LIB_PACKAGES=(libjemalloc2 liblzf1 libssl3 libsystemd0 libatomic1)
 
-log() { echo "redis.sh: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-usage() {
-	sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 # shellcheck source=scripts/apt.sh
 source "$(dirname "$0")/apt.sh"

@@ -29,16 +29,8 @@ USER_PIN=123456
 KEY_ID=01
 KEY_LABEL=lifeline-kek
 
-log() { echo "softhsm.sh: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-usage() {
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 # shellcheck source=scripts/apt.sh
 source "$SCRIPTS/apt.sh"

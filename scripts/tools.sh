@@ -25,16 +25,8 @@ CHROMEDRIVER=/usr/bin/chromedriver
 PYTHON=/usr/bin/python3
 APT_PACKAGES=(chromium chromium-driver python3-venv)
 
-log() { echo "tools.sh: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-usage() {
-	sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 # shellcheck source=scripts/apt.sh
 source "$(dirname "$0")/apt.sh"
