@@ -108,6 +108,17 @@ impl Epoch {
         }
     }
 
+    /// Fills in the public keys of the secrets this credential holds. Epoch objects keep the public
+    /// keys only inside sealed sections (format.md §3.2), so a reader derives them.
+    pub fn derive_public_keys(&mut self) {
+        if let Some(secret) = &self.restore_secret {
+            self.restore_public = Some(super::sealed_to::public_of(secret));
+        }
+        if let Some(secret) = &self.audit_secret {
+            self.audit_public = Some(super::sealed_to::public_of(secret));
+        }
+    }
+
     /// The symmetric key that seals `t` under scheme 1, if this credential holds it.
     pub fn key_for(&self, t: ObjectType) -> Option<&[u8; 32]> {
         match t {

@@ -125,6 +125,13 @@ struct RestoreSection {
 struct BackupSection {
     #[serde(with = "serde_bytes")]
     index_key: Key,
+    // The public keys a backup credential seals to. Sealed, not in the clear: whoever can only
+    // write to the storage must not be able to seal snapshots or audit bodies that readers accept
+    // (format.md §3.2). Absent in epochs written before 2026-12-03, which carry them in the clear.
+    #[serde(default, with = "opt_bytes")]
+    restore_public: Option<Key>,
+    #[serde(default, with = "opt_bytes")]
+    audit_public: Option<Key>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -161,6 +168,8 @@ struct EpochObject {
     tag: String,
     created: String,
     legacy: bool,
+    /// Read only: epochs written before 2026-12-03 carry their public keys here, in the clear;
+    /// later ones inside the sealed sections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restore_public: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,10 +215,6 @@ pub fn tag_of_key(key: &str) -> Option<u32> {
 
 fn parse_tag(s: &str, object: &str) -> Result<u32> {
     u32::from_str_radix(s, 16).map_err(|_| Error::corrupt(object, "epoch tag is not 8 hex digits"))
-}
-
-fn key_hex(k: &Option<Key>) -> Option<String> {
-    k.as_ref().map(hex::encode)
 }
 
 fn hex_key(s: &Option<String>, object: &str) -> Result<Option<Key>> {
@@ -306,6 +311,8 @@ pub fn write_epoch(storage: &dyn Storage, keyring: &Keyring, epoch: &Epoch) -> R
             repo,
             &BackupSection {
                 index_key: restore.index_key,
+                restore_public: epoch.restore_public,
+                audit_public: epoch.audit_public,
             },
         )?)
     };
@@ -316,8 +323,8 @@ pub fn write_epoch(storage: &dyn Storage, keyring: &Keyring, epoch: &Epoch) -> R
         tag: tag.clone(),
         created: epoch.created.clone(),
         legacy: epoch.legacy,
-        restore_public: key_hex(&epoch.restore_public),
-        audit_public: key_hex(&epoch.audit_public),
+        restore_public: None,
+        audit_public: None,
         audit: seal_section(
             &roles.audit_key,
             &place("audit"),
@@ -371,7 +378,7 @@ pub fn write_tombstone(storage: &dyn Storage, keyring: &Keyring, epoch: &Epoch) 
         destroyed: chrono::Utc::now().to_rfc3339(),
         hostname: crate::host::hostname(),
         username: crate::host::username(),
-        audit_public: key_hex(&epoch.audit_public),
+        audit_public: None,
         restore,
         audit,
     };
@@ -411,6 +418,7 @@ fn destroyed_epochs(
             e.record_key = Some(kept.record_key);
             e.audit_secret = kept.audit_secret;
         }
+        e.derive_public_keys();
         out.push(e);
     }
     Ok(out)
@@ -541,6 +549,9 @@ fn open_epoch(o: &EpochObject, tag: u32, object: &str, role: Role, key: &Key) ->
                 let s: BackupSection =
                     open_section(key, &place("backup"), &o.repository, section, object)?;
                 e.index_key = Some(s.index_key);
+                // The sealed copies win: the clear ones of older objects are not authenticated.
+                e.restore_public = s.restore_public.or(e.restore_public);
+                e.audit_public = s.audit_public.or(e.audit_public);
             }
         }
         Role::Audit => {
@@ -550,6 +561,7 @@ fn open_epoch(o: &EpochObject, tag: u32, object: &str, role: Role, key: &Key) ->
             e.audit_secret = s.audit_secret;
         }
     }
+    e.derive_public_keys();
     Ok(e)
 }
 

@@ -188,3 +188,39 @@ fn a_key_object_altered_or_moved_is_refused() {
     };
     assert_eq!(err.kind(), ErrorKind::Damaged, "{err}");
 }
+
+/// Regression: epoch objects once carried the X25519 public keys in the clear, so anyone who could
+/// only write to the storage could seal a snapshot (or an audit body) that restorers accept. The
+/// keys now live only inside the sealed sections; a backup credential still gets them there.
+#[test]
+fn epoch_public_keys_are_not_readable_without_a_credential() {
+    let (s, keys) = setup();
+    let epochs = s.storage.list(super::EPOCH_PREFIX).unwrap();
+    assert_eq!(epochs.len(), 1);
+    let object: serde_json::Value =
+        serde_json::from_slice(&s.storage.get(&epochs[0].key).unwrap()).unwrap();
+    for field in ["restore_public", "audit_public"] {
+        assert!(
+            object.get(field).is_none(),
+            "{field} in the clear: {object}"
+        );
+    }
+    let current = s.admin.keyring().current().unwrap().clone();
+    for (_, key) in &keys {
+        let e = open(&s, key).keyring().current().unwrap().clone();
+        if e.restore_secret.is_none() && e.audit_secret.is_none() {
+            // The backup credential: both public keys, from its section, and no secret.
+            assert_eq!(e.restore_public, current.restore_public);
+            assert_eq!(e.audit_public, current.audit_public);
+        }
+    }
+    let writer = open(&s, &keys[1].1);
+    let id = writer
+        .save_snapshot(&Snapshot::new("files", vec!["/w".into()], Id([3; 32])))
+        .unwrap();
+    assert_eq!(header_of(&s, &id).scheme, 2);
+    assert_eq!(
+        open(&s, &keys[0].1).load_snapshot(&id).unwrap().paths,
+        vec!["/w".to_string()]
+    );
+}
