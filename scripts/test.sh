@@ -3,7 +3,8 @@
 # the S3 tests, which run against a real 3-node Garage cluster started here and stopped on exit,
 # the PostgreSQL tests, which start their own PostgreSQL 15 and 18 servers, and the daemon's
 # status page test, which renders it in headless Chromium, the Redis tests, which start their own
-# redis-server 7.0, and the KMS key slot tests, which wrap keys in their own SoftHSM2 tokens.
+# redis-server 7.0, the KMS key slot tests, which wrap keys in their own SoftHSM2 tokens, and the
+# MongoDB tests, which start their own FerretDB servers.
 # Usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,13 @@ eval "$(scripts/softhsm.sh env)"
 if [[ ! -f $LIFELINE_SOFTHSM_MODULE || ! -x $LIFELINE_PKCS11_TOOL ]]; then
 	echo "test.sh: SoftHSM2 not found; installing it with 'scripts/softhsm.sh install'" >&2
 	scripts/softhsm.sh install
+fi
+
+# The MongoDB source's tests start their own FerretDB servers with scripts/mongo.sh start.
+eval "$(scripts/mongo.sh env)"
+if [[ ! -x $LIFELINE_FERRETDB ]]; then
+	echo "test.sh: FerretDB not found; building it with 'scripts/mongo.sh install' (about 2 minutes, once)" >&2
+	scripts/mongo.sh install
 fi
 
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.
