@@ -274,6 +274,10 @@ pub(crate) fn build(
             aof_dir: source.aof_dir.clone(),
             server_program: lifeline_sources::redis::server::default_program(),
         }),
+        SourceKind::Mongodb => Box::new(lifeline_sources::mongodb::MongoSource {
+            uri: source.url.clone().ok_or_else(|| missing("url"))?,
+            password_file: source.password_file.clone(),
+        }),
         SourceKind::AuditTable => Box::new(lifeline_sources::audit_export::AuditTableSource {
             url: source.db.clone().ok_or_else(|| missing("db"))?,
             chain: source.name.clone(),

@@ -195,6 +195,9 @@ fn command(source: &SourceDef, id: &str, at: DateTime<Utc>) -> String {
             source.filename.as_deref().unwrap_or(&source.name)
         ),
         SourceKind::Redis => format!("lifeline redis restore {short} --dir REDIS_DIR --start"),
+        SourceKind::Mongodb => {
+            format!("lifeline mongo restore {short} --uri mongodb://HOST:27017/ --drop")
+        }
         SourceKind::S3 => format!("lifeline s3 restore {short} --to s3://BUCKET/PREFIX"),
         SourceKind::Config => format!("lifeline restore {short} --target RESTORE_DIR"),
         SourceKind::AuditTable => format!("lifeline audit-table verify {}", source.name),

@@ -6,6 +6,7 @@ pub mod command;
 pub mod config;
 pub mod drill;
 pub mod files;
+pub mod mongodb;
 pub mod postgres;
 mod read_ahead;
 pub mod redis;

@@ -31,6 +31,8 @@ pub enum Error {
     AuditTable(#[from] crate::audit_export::Error),
     #[error(transparent)]
     S3(#[from] crate::s3::Error),
+    #[error(transparent)]
+    Mongo(#[from] crate::mongodb::Error),
 }
 
 /// A capture's result: the snapshot (not yet saved) and what the kind wants said about it.
@@ -337,6 +339,6 @@ pub fn verify(repo: &Repository, snapshot: &Snapshot) -> Result<Verified, Error>
     })
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }

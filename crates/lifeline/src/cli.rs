@@ -83,6 +83,8 @@ pub enum Command {
     Pg(commands::pg::Args),
     /// Redis: lay out a snapshot's RDB and AOF, start a server on it and compare key counts
     Redis(commands::redis::Args),
+    /// MongoDB: restore a snapshot with mongorestore and compare every collection with its records
+    Mongo(commands::mongo::Args),
     /// S3 buckets: put a snapshot's objects back into a bucket
     S3(commands::s3::Args),
     /// The audit trail: verify its chain and seals, read it

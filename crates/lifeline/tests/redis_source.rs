@@ -25,23 +25,10 @@ struct Planned {
 impl Planned {
     fn new(sources: &str) -> Planned {
         let repo = Repo::init();
-        let text = format!(
-            r#"[repository]
-url = "{repo}"
-key = {{ password_file = "{pw}" }}
-
-[tiers]
-tier2 = {{ rto = "1h", rpo = "15m" }}
-
-[classes.cache]
-tier = "tier2"
-
-{sources}
-"#,
-            repo = repo.path.display(),
-            pw = repo.password_file.display(),
-        );
-        let plan = repo.sandbox.write("plan.toml", text);
+        let plan = repo.plan(&format!(
+            "[tiers]\ntier2 = {{ rto = \"1h\", rpo = \"15m\" }}\n\n\
+             [classes.cache]\ntier = \"tier2\"\n\n{sources}\n"
+        ));
         Planned { repo, plan }
     }
 

@@ -300,6 +300,16 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                     c.add(&at("command"), format!("command source {name:?} has no command"), "add `command = \"terraform state pull\"`: its standard output is the backup");
                 }
             }
+            SourceKind::Mongodb => {
+                let url = source.url.as_deref().unwrap_or_default();
+                if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+                    c.add(
+                        &at("url"),
+                        format!("mongodb source {name:?} has no mongodb:// url"),
+                        "add `url = \"mongodb://backup@db1:27017,db2:27017/?replicaSet=rs0\"`",
+                    );
+                }
+            }
             SourceKind::Redis => {
                 match source
                     .url

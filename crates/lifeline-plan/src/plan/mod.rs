@@ -122,6 +122,8 @@ pub enum SourceKind {
     Command,
     /// A Redis server's RDB over the replication protocol, and optionally its AOF directory.
     Redis,
+    /// A MongoDB deployment's `mongodump --archive` (with `--oplog` on a replica set).
+    Mongodb,
     /// The objects of an S3-compatible bucket (prefix), incremental by ETag, size and time.
     S3,
     /// Service configuration: allowed environment variables (secrets redacted) and config files.
@@ -138,6 +140,7 @@ impl SourceKind {
             SourceKind::PostgresDump => "postgres-dump",
             SourceKind::Command => "command",
             SourceKind::Redis => "redis",
+            SourceKind::Mongodb => "mongodb",
             SourceKind::S3 => "s3",
             SourceKind::Config => "config",
             SourceKind::AuditTable => "audit-table",
@@ -158,6 +161,7 @@ impl SourceKind {
             SourceKind::PostgresDump => &["db", "schemas", "jobs", "checks"],
             SourceKind::Command => &["command", "filename", "timeout"],
             SourceKind::Redis => &["url", "password_file", "tls_ca_file", "aof_dir"],
+            SourceKind::Mongodb => &["url", "password_file"],
             SourceKind::S3 => &["bucket", "s3"],
             SourceKind::Config => &["env", "secrets", "redact", "paths"],
             SourceKind::AuditTable => &["db", "table", "watermark", "format", "timeout"],

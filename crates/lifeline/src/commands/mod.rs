@@ -16,6 +16,7 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod migrate;
+pub mod mongo;
 pub mod pg;
 pub mod plan;
 pub mod prune;
@@ -73,6 +74,7 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::Report(args) => report::run(ctx, args),
         Command::Drill(args) => drill::run(ctx, args),
         Command::Redis(args) => redis::run(ctx, args),
+        Command::Mongo(args) => mongo::run(ctx, args),
         Command::S3(args) => s3::run(ctx, args),
     }
 }

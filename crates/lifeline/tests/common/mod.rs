@@ -9,6 +9,7 @@
 pub mod fault_proxy;
 pub mod garage;
 pub mod hsm;
+pub mod mongo;
 pub mod pg;
 pub mod pitr;
 pub mod redis;
@@ -531,6 +532,16 @@ impl Repo {
     /// Size of everything but the audit trail, which even a refused operation adds a record to.
     pub fn bytes_but_audit(&self) -> u64 {
         du(&self.path) - du(&self.path.join("audit"))
+    }
+
+    /// `plan.toml` in the sandbox: this repository's `[repository]` section, then `body`.
+    pub fn plan(&self, body: &str) -> PathBuf {
+        let text = format!(
+            "[repository]\nurl = {:?}\nkey = {{ password_file = {:?} }}\n\n{body}",
+            self.path.display().to_string(),
+            self.password_file.display().to_string(),
+        );
+        self.sandbox.write("plan.toml", text)
     }
 
     /// `key add` of a second (admin) password slot opened by `password`; returns its password file.
