@@ -1,8 +1,8 @@
 //! The mongodb source (issue 14) on the real binary against FerretDB 1.24 (a MongoDB-protocol
 //! server on SQLite; no registry here serves mongod): a plan source of kind mongodb run by
 //! `lifeline run`, restored by `lifeline mongo restore` into an empty server with equal counts and
-//! the indexes rebuilt, writes during the backup, a target that already holds the data, and a
-//! server that does not answer.
+//! the indexes rebuilt, drilled, writes during the backup, a target that already holds the data,
+//! and a server that does not answer.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -190,6 +190,18 @@ fn a_backup_restores_into_an_empty_server_with_equal_counts_and_its_indexes() {
         .unwrap()
         .unwrap();
     assert_eq!(one, content(11));
+
+    // A drill reads the stored archive back: CRC-64 of every collection, counts as recorded.
+    let out = planned.lifeline(&["--json", "drill", "kb"]);
+    out.assert_success();
+    let drilled = out.json();
+    assert_eq!(drilled["passed"], true, "{drilled:#}");
+    assert!(
+        drilled
+            .to_string()
+            .contains("2 collection(s): CRC-64 intact"),
+        "{drilled:#}"
+    );
 }
 
 /// Inserts keep arriving while the backup runs: the snapshot records what its archive holds, and

@@ -120,6 +120,18 @@ pub fn restore(
     })
 }
 
+/// Read the stored archive back from the repository: every collection's CRC-64 checked, and its
+/// counts compared with the snapshot's records. Proves the backup without a server to restore into.
+pub fn verify_stored(
+    reader: &BlobReader<'_>,
+    snapshot: &Snapshot,
+    progress: &dyn Progress,
+) -> Result<Vec<CollectionCheck>> {
+    let expected = recorded(snapshot)?;
+    let read = archive::read(archive_reader(reader, snapshot, progress)?)?;
+    Ok(compare(&expected, &read.collections))
+}
+
 /// Loads collections as the archive streams past.
 struct Loader<'a> {
     conn: &'a Connection,
