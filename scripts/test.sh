@@ -4,7 +4,8 @@
 # the PostgreSQL tests, which start their own PostgreSQL 15 and 18 servers, and the daemon's
 # status page test, which renders it in headless Chromium, the Redis tests, which start their own
 # redis-server 7.0, the KMS key slot tests, which wrap keys in their own SoftHSM2 tokens, and the
-# MongoDB tests, which start their own FerretDB servers.
+# MongoDB tests, which start their own FerretDB servers, and the ScyllaDB/Cassandra tests, which
+# start their own Cassandra 5.0 clusters.
 # Usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +71,13 @@ eval "$(scripts/mongo.sh env)"
 if [[ ! -x $LIFELINE_FERRETDB ]]; then
 	echo "test.sh: FerretDB not found; building it with 'scripts/mongo.sh install' (about 2 minutes, once)" >&2
 	scripts/mongo.sh install
+fi
+
+# The ScyllaDB/Cassandra source's tests start their own clusters with scripts/cassandra.sh start.
+eval "$(scripts/cassandra.sh env)"
+if [[ ! -x $LIFELINE_NODETOOL || ! -x $LIFELINE_CQLSH ]]; then
+	echo "test.sh: Cassandra not found; installing it with 'scripts/cassandra.sh install'" >&2
+	scripts/cassandra.sh install
 fi
 
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.

@@ -278,6 +278,12 @@ pub(crate) fn build(
             uri: source.url.clone().ok_or_else(|| missing("url"))?,
             password_file: source.password_file.clone(),
         }),
+        SourceKind::Scylla => Box::new(lifeline_sources::scylla::ScyllaSource {
+            nodes: source.nodes.clone(),
+            cql_port: source.cql_port.unwrap_or(9042),
+            keyspaces: source.keyspaces.clone(),
+            tools: lifeline_sources::scylla::Tools::from_env(),
+        }),
         SourceKind::AuditTable => Box::new(lifeline_sources::audit_export::AuditTableSource {
             url: source.db.clone().ok_or_else(|| missing("db"))?,
             chain: source.name.clone(),

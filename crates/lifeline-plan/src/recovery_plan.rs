@@ -195,6 +195,9 @@ fn command(source: &SourceDef, id: &str, at: DateTime<Utc>) -> String {
             source.filename.as_deref().unwrap_or(&source.name)
         ),
         SourceKind::Redis => format!("lifeline redis restore {short} --dir REDIS_DIR --start"),
+        SourceKind::Scylla => {
+            format!("lifeline scylla restore {short} --node NEW_CLUSTER_NODE --cql-port 9042")
+        }
         SourceKind::Mongodb => {
             format!("lifeline mongo restore {short} --uri mongodb://HOST:27017/ --drop")
         }

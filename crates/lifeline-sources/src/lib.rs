@@ -12,6 +12,7 @@ mod read_ahead;
 pub mod redis;
 pub use read_ahead::ReadAhead;
 pub mod s3;
+pub mod scylla;
 pub mod source;
 pub mod stdin;
 

@@ -33,6 +33,8 @@ pub enum Error {
     S3(#[from] crate::s3::Error),
     #[error(transparent)]
     Mongo(#[from] crate::mongodb::Error),
+    #[error(transparent)]
+    Scylla(#[from] crate::scylla::Error),
 }
 
 /// A capture's result: the snapshot (not yet saved) and what the kind wants said about it.

@@ -85,6 +85,8 @@ pub enum Command {
     Redis(commands::redis::Args),
     /// MongoDB: restore a snapshot with mongorestore and compare every collection with its records
     Mongo(commands::mongo::Args),
+    /// ScyllaDB/Cassandra: load a cluster snapshot into a cluster and compare row counts
+    Scylla(commands::scylla::Args),
     /// S3 buckets: put a snapshot's objects back into a bucket
     S3(commands::s3::Args),
     /// The audit trail: verify its chain and seals, read it

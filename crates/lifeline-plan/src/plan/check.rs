@@ -300,6 +300,22 @@ fn sources(plan: &Plan, c: &mut Checker<'_>) {
                     c.add(&at("command"), format!("command source {name:?} has no command"), "add `command = \"terraform state pull\"`: its standard output is the backup");
                 }
             }
+            SourceKind::Scylla => {
+                if source.nodes.is_empty() {
+                    c.add(
+                        &at("nodes"),
+                        format!("scylla source {name:?} names no nodes"),
+                        "add `nodes = [{ host = \"10.0.0.1\", nodetool = \"10.0.0.1:7199\", data_dir = \"/var/lib/scylla/data\" }, …]`, every node of the cluster",
+                    );
+                }
+                if source.keyspaces.is_empty() {
+                    c.add(
+                        &at("keyspaces"),
+                        format!("scylla source {name:?} names no keyspaces"),
+                        "add `keyspaces = [\"therapeutic_ai\"]`",
+                    );
+                }
+            }
             SourceKind::Mongodb => {
                 let url = source.url.as_deref().unwrap_or_default();
                 if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {

@@ -122,8 +122,10 @@ pub enum SourceKind {
     Command,
     /// A Redis server's RDB over the replication protocol, and optionally its AOF directory.
     Redis,
-    /// A MongoDB deployment's `mongodump --archive` (with `--oplog` on a replica set).
+    /// A MongoDB deployment, stored as one mongodump archive.
     Mongodb,
+    /// A ScyllaDB or Cassandra cluster: `nodetool snapshot` on every node, SSTables, schema, tokens.
+    Scylla,
     /// The objects of an S3-compatible bucket (prefix), incremental by ETag, size and time.
     S3,
     /// Service configuration: allowed environment variables (secrets redacted) and config files.
@@ -141,6 +143,7 @@ impl SourceKind {
             SourceKind::Command => "command",
             SourceKind::Redis => "redis",
             SourceKind::Mongodb => "mongodb",
+            SourceKind::Scylla => "scylla",
             SourceKind::S3 => "s3",
             SourceKind::Config => "config",
             SourceKind::AuditTable => "audit-table",
@@ -162,6 +165,7 @@ impl SourceKind {
             SourceKind::Command => &["command", "filename", "timeout"],
             SourceKind::Redis => &["url", "password_file", "tls_ca_file", "aof_dir"],
             SourceKind::Mongodb => &["url", "password_file"],
+            SourceKind::Scylla => &["nodes", "keyspaces", "cql_port"],
             SourceKind::S3 => &["bucket", "s3"],
             SourceKind::Config => &["env", "secrets", "redact", "paths"],
             SourceKind::AuditTable => &["db", "table", "watermark", "format", "timeout"],
@@ -240,6 +244,17 @@ pub struct SourceDef {
     /// redis: the server's AOF directory on this host, captured beside the RDB.
     #[serde(default)]
     pub aof_dir: Option<PathBuf>,
+
+    // scylla
+    /// scylla: every node of the cluster: its CQL host, where nodetool reaches it, its data directory.
+    #[serde(default)]
+    pub nodes: Vec<lifeline_sources::scylla::Node>,
+    /// scylla: the keyspaces captured.
+    #[serde(default)]
+    pub keyspaces: Vec<String>,
+    /// scylla: the nodes' CQL port (default 9042).
+    #[serde(default)]
+    pub cql_port: Option<u16>,
 
     // s3
     /// s3: `s3://BUCKET/PREFIX` whose objects are captured.

@@ -27,6 +27,7 @@ pub mod report;
 pub mod restore;
 pub mod run;
 pub mod s3;
+pub mod scylla;
 pub mod snapshots;
 pub mod stats;
 pub mod status;
@@ -75,6 +76,7 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::Drill(args) => drill::run(ctx, args),
         Command::Redis(args) => redis::run(ctx, args),
         Command::Mongo(args) => mongo::run(ctx, args),
+        Command::Scylla(args) => scylla::run(ctx, args),
         Command::S3(args) => s3::run(ctx, args),
     }
 }

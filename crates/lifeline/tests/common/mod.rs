@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)]
 
+pub mod cassandra;
 pub mod fault_proxy;
 pub mod garage;
 pub mod hsm;
