@@ -344,3 +344,25 @@ pub fn verify(repo: &Repository, snapshot: &Snapshot) -> Result<Verified, Error>
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
+
+/// A JSON record of a snapshot's `source` map, for the restore of `kind`: refused with a message
+/// when the snapshot is of another kind, lacks the record, or holds a damaged one. `what` names the
+/// record in messages ("row counts").
+pub fn recorded_json<T: serde::de::DeserializeOwned>(
+    snapshot: &Snapshot,
+    kind: &str,
+    key: &str,
+    what: &str,
+) -> Result<T, String> {
+    if snapshot.kind != kind {
+        return Err(format!(
+            "the snapshot is of kind {:?}, not a {kind} snapshot; pick one with --tag source=NAME",
+            snapshot.kind
+        ));
+    }
+    let text = snapshot
+        .source
+        .get(key)
+        .ok_or_else(|| format!("the snapshot records no {what}"))?;
+    serde_json::from_str(text).map_err(|e| format!("the snapshot's {what} are damaged: {e}"))
+}

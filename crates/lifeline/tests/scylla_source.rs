@@ -42,6 +42,26 @@ impl Planned {
         run(&mut c, None)
     }
 
+    /// `scylla restore latest --json` into node 1 of `target`.
+    fn load_into(&self, target: &Cluster) -> Out {
+        let (port, storage) = (target.cql_port.to_string(), target.storage_port.to_string());
+        self.lifeline(
+            target,
+            &[
+                "--json",
+                "scylla",
+                "restore",
+                "latest",
+                "--node",
+                "127.0.0.1",
+                "--cql-port",
+                &port,
+                "--storage-port",
+                &storage,
+            ],
+        )
+    }
+
     /// The snapshots of the source, oldest first.
     fn snapshots(&self) -> Vec<Value> {
         let out = self
@@ -140,21 +160,7 @@ fn a_cluster_backup_loads_into_an_empty_cluster_and_a_second_stores_only_new_sst
     );
 
     let target = Cluster::start(1);
-    let mut load = planned.repo.sandbox.lifeline();
-    load.arg("--config").arg(&planned.plan).args([
-        "--json",
-        "scylla",
-        "restore",
-        "latest",
-        "--node",
-        "127.0.0.1",
-        "--cql-port",
-        &target.cql_port.to_string(),
-        "--storage-port",
-        &target.storage_port.to_string(),
-    ]);
-    target.env(&mut load);
-    let out = run(&mut load, None);
+    let out = planned.load_into(&target);
     out.assert_success();
     let report = out.json();
     assert_eq!(report["matches"], true, "{report:#}");
@@ -164,7 +170,7 @@ fn a_cluster_backup_loads_into_an_empty_cluster_and_a_second_stores_only_new_sst
         "{found} rows restored; recorded {counted}"
     );
     // Loading it again is refused: the keyspace exists now.
-    let out = run(&mut load, None);
+    let out = planned.load_into(&target);
     out.assert_failure();
     out.assert_output_contains("already exists");
 }
@@ -219,21 +225,7 @@ fn a_three_node_cluster_is_one_recovery_point_that_loads_onto_another_topology()
     }
 
     let target = Cluster::start(1);
-    let mut load = planned.repo.sandbox.lifeline();
-    load.arg("--config").arg(&planned.plan).args([
-        "--json",
-        "scylla",
-        "restore",
-        "latest",
-        "--node",
-        "127.0.0.1",
-        "--cql-port",
-        &target.cql_port.to_string(),
-        "--storage-port",
-        &target.storage_port.to_string(),
-    ]);
-    target.env(&mut load);
-    let out = run(&mut load, None);
+    let out = planned.load_into(&target);
     out.assert_success();
     assert_eq!(out.json()["matches"], true, "{}", out.describe());
     // The keyspace keeps its replication factor of 2: one node holds every row.

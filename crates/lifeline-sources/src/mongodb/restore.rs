@@ -62,18 +62,8 @@ impl Restored {
 
 /// The counts a snapshot recorded at capture, per collection.
 pub fn recorded(snapshot: &Snapshot) -> Result<BTreeMap<String, CollectionStats>> {
-    if snapshot.kind != KIND {
-        return Err(Error::Invalid(format!(
-            "the snapshot is of kind {:?}, not a mongodb snapshot; pick one with --tag source=NAME",
-            snapshot.kind
-        )));
-    }
-    let text = snapshot
-        .source
-        .get(record::COLLECTIONS)
-        .ok_or_else(|| Error::Invalid("the snapshot records no collections".into()))?;
-    serde_json::from_str(text)
-        .map_err(|e| Error::Invalid(format!("the snapshot's collection counts are damaged: {e}")))
+    crate::source::recorded_json(snapshot, KIND, record::COLLECTIONS, "collection counts")
+        .map_err(Error::Invalid)
 }
 
 /// Restore `snapshot` into the server at `request.uri` and compare it with the recorded counts.

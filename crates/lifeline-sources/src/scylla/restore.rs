@@ -57,18 +57,8 @@ impl Restored {
 
 /// The row counts a snapshot recorded.
 pub fn recorded(snapshot: &Snapshot) -> Result<BTreeMap<String, RowCount>> {
-    if snapshot.kind != KIND {
-        return Err(Error::Invalid(format!(
-            "the snapshot is of kind {:?}, not a scylla snapshot; pick one with --tag source=NAME",
-            snapshot.kind
-        )));
-    }
-    let text = snapshot
-        .source
-        .get(record::ROW_COUNTS)
-        .ok_or_else(|| Error::Invalid("the snapshot records no row counts".into()))?;
-    serde_json::from_str(text)
-        .map_err(|e| Error::Invalid(format!("the snapshot's row counts are damaged: {e}")))
+    crate::source::recorded_json(snapshot, KIND, record::ROW_COUNTS, "row counts")
+        .map_err(Error::Invalid)
 }
 
 pub fn restore(

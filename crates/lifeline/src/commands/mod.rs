@@ -34,6 +34,7 @@ pub mod status;
 
 use crate::cli::{Cli, Command};
 use crate::context::Context;
+use crate::exit;
 
 /// Run a command; returns the exit code for outcomes that are not errors (0, or 3 for a partial backup).
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -79,4 +80,15 @@ fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<u8> {
         Command::Scylla(args) => scylla::run(ctx, args),
         Command::S3(args) => s3::run(ctx, args),
     }
+}
+
+/// The exit of a restore command that compared the target with the snapshot's records: OK when
+/// they match, otherwise the failure audited and said.
+pub fn compared(ctx: &Context, matches: bool, message: &str) -> u8 {
+    if matches {
+        return exit::OK;
+    }
+    ctx.audit.error(message);
+    eprintln!("error: {message}");
+    exit::FATAL
 }

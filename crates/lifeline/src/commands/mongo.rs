@@ -6,7 +6,6 @@ use lifeline_sources::mongodb::restore::{self, RestoreRequest};
 
 use crate::commands::backup::human_bytes;
 use crate::context::{print_json, Context};
-use crate::exit;
 use crate::options::SnapshotFilterArgs;
 use crate::progress::Bar;
 use crate::recorder;
@@ -117,11 +116,9 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    if matches {
-        return Ok(exit::OK);
-    }
-    let message = "the restored collections differ from the snapshot's records";
-    ctx.audit.error(message);
-    eprintln!("error: {message}");
-    Ok(exit::FATAL)
+    Ok(crate::commands::compared(
+        ctx,
+        matches,
+        "the restored collections differ from the snapshot's records",
+    ))
 }
