@@ -10,7 +10,6 @@ pub mod cassandra;
 pub mod fault_proxy;
 pub mod garage;
 pub mod hsm;
-pub mod mongo;
 pub mod pg;
 pub mod pitr;
 pub mod redis;
