@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mongo::Server;
 use common::*;
+use mongo::Server;
 use mongodb::bson::{doc, Bson, Document};
 use serde_json::Value;
 
