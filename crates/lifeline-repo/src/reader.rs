@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::pack::{open_blob, pack_key};
 use crate::repository::Repository;
-use crate::tree::Tree;
+use crate::tree::{ContentRef, Tree};
 use crate::Id;
 
 pub struct BlobReader<'r> {
@@ -131,6 +131,22 @@ impl<'r> BlobReader<'r> {
                 )
             }
         }
+    }
+
+    /// The bytes of one piece of a file: a whole chunk, or the file's slice of a shared blob.
+    pub fn read_part(&self, part: &ContentRef) -> Result<Vec<u8>> {
+        let mut blob = self.read_blob(part.id())?;
+        let start = usize::try_from(part.offset()).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(part.len()).unwrap_or(usize::MAX));
+        if end > blob.len() {
+            return Err(Error::corrupt(
+                format!("blob {}", part.id()),
+                "shorter than a file's reference to it",
+            ));
+        }
+        blob.truncate(end);
+        blob.drain(..start);
+        Ok(blob)
     }
 
     /// A tree blob. Its kind is not checked: IDs name content, so a data blob with the same ID holds

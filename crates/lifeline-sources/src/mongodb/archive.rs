@@ -162,10 +162,7 @@ pub fn read_with(input: impl Read, visit: &mut dyn Visit) -> Result<Summary, Err
             summary.oplog_entries = state.stats.documents;
             continue;
         }
-        let entry = summary.collections.entry(ns).or_default();
-        entry.documents = state.stats.documents;
-        entry.with_embedding = state.stats.with_embedding;
-        entry.categories = state.categories.len() as u64;
+        state.record(summary.collections.entry(ns).or_default());
     }
     Ok(summary)
 }
@@ -249,16 +246,13 @@ impl<W: Write> Writer<W> {
     pub fn end_collection(&mut self, db: &str, name: &str) -> std::io::Result<()> {
         let ns = format!("{db}.{name}");
         let state = self.counting.remove(&ns).unwrap_or_default();
+        state.record(self.summary.collections.entry(ns).or_default());
         let crc = state.crc.finalize() as i64;
         write_doc(
             &mut self.out,
             &doc! { "db": db, "collection": name, "EOF": true, "CRC": crc },
         )?;
         self.out.write_all(&TERMINATOR)?;
-        let entry = self.summary.collections.entry(ns).or_default();
-        entry.documents = state.stats.documents;
-        entry.with_embedding = state.stats.with_embedding;
-        entry.categories = state.categories.len() as u64;
         Ok(())
     }
 
@@ -291,6 +285,13 @@ impl Default for Counting {
 }
 
 impl Counting {
+    /// Its counts into `entry` (which keeps the index definitions from the metadata).
+    fn record(&self, entry: &mut CollectionStats) {
+        entry.documents = self.stats.documents;
+        entry.with_embedding = self.stats.with_embedding;
+        entry.categories = self.categories.len() as u64;
+    }
+
     fn add(&mut self, doc: &RawDocument) {
         self.stats.documents += 1;
         if !matches!(

@@ -35,7 +35,6 @@ pub fn capture(
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let conn = Connection::open_with(request.uri, request.password_file)?;
-    conn.ping()?;
     let build = conn.command("admin", doc! { "buildInfo": 1 }, "reading buildInfo")?;
     let hello = conn.command("admin", doc! { "hello": 1 }, "asking hello")?;
     let collections = list(&conn)?;

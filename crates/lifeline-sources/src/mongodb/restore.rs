@@ -391,16 +391,10 @@ impl Read for ArchiveReader<'_> {
             let Some(part) = self.parts.next() else {
                 return Ok(0);
             };
-            let chunk = self
+            self.current = self
                 .reader
-                .read_blob(part.id())
+                .read_part(&part)
                 .map_err(std::io::Error::other)?;
-            let range = part.offset() as usize..(part.offset() + part.len()) as usize;
-            self.current = chunk.get(range).map(<[u8]>::to_vec).ok_or_else(|| {
-                std::io::Error::other(format!(
-                    "{ARCHIVE_FILE}: a chunk is shorter than the file needs"
-                ))
-            })?;
             self.pos = 0;
         }
         let n = buf.len().min(self.current.len() - self.pos);

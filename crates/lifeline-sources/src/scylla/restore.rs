@@ -220,16 +220,8 @@ fn write_file(
         .map_err(|e| Error::Io(format!("creating {}", path.display()), e))?;
     let mut written = 0u64;
     for part in node.content.iter().flatten() {
-        let chunk = reader.read_blob(part.id())?;
-        let slice = chunk
-            .get(part.offset() as usize..(part.offset() + part.len()) as usize)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}: a chunk is shorter than the file needs",
-                    path.display()
-                ))
-            })?;
-        out.write_all(slice)
+        let slice = reader.read_part(part)?;
+        out.write_all(&slice)
             .map_err(|e| Error::Io(format!("writing {}", path.display()), e))?;
         written += slice.len() as u64;
         progress.bytes(slice.len() as u64);

@@ -45,13 +45,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     for part in node.content.iter().flatten() {
-        let chunk = reader
-            .read_blob(part.id())
+        let slice = reader
+            .read_part(part)
             .with_context(|| format!("cannot read {shown}"))?;
-        let slice = chunk
-            .get(part.offset() as usize..(part.offset() + part.len()) as usize)
-            .with_context(|| format!("{shown}: a chunk is shorter than the file needs"))?;
-        out.write_all(slice)?;
+        out.write_all(&slice)?;
     }
     out.flush()?;
     Ok(exit::OK)
