@@ -1049,6 +1049,7 @@ fn redis_s3_config_and_audit_table_sources_run_on_the_daemons_schedules() {
 
     let kinds = [
         ("sessions", "redis"),
+        ("blobs", "s3"),
         ("app-env", "config"),
         ("phi-audit", "audit-table"),
     ];
