@@ -28,8 +28,31 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// What to do about an error, for `--json` output (text output carries it in the message).
+/// What to do about a file system that refused a write, whoever's file it was (the repository's,
+/// a restore target's): the operating system's message names the cause, not the way out.
+pub fn io_hint(err: &anyhow::Error) -> Option<&'static str> {
+    let io = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>())?;
+    match io.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Some(
+            "the file system holding the file named above is full: free space or grow it, then run the command again; \
+             an interrupted write leaves the repository as it was, and `lifeline prune` removes the data it left unreferenced",
+        ),
+        std::io::ErrorKind::ReadOnlyFilesystem => Some(
+            "the file system holding the file named above is read-only: remount it read-write or write from a host where it is; \
+             reading commands (`snapshots`, `check`, `restore` to a writable target) work on a read-only repository",
+        ),
+        _ => None,
+    }
+}
+
+/// What to do about an error, for `--json` output (text output carries it in the message, or in a
+/// `hint:` line for [`io_hint`]).
 pub fn hint_for(err: &anyhow::Error) -> Option<String> {
+    if let Some(hint) = io_hint(err) {
+        return Some(hint.to_string());
+    }
     let repo_error = err
         .chain()
         .find_map(|cause| cause.downcast_ref::<lifeline_repo::Error>())?;

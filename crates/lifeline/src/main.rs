@@ -52,6 +52,9 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if let Some(hint) = exit::io_hint(&err) {
+                eprintln!("hint: {hint}");
+            }
             if json {
                 // Scripts and monitors read stdout: the error is one JSON object there too.
                 let report = serde_json::json!({ "error": {

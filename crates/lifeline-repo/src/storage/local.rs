@@ -73,9 +73,12 @@ impl LocalStorage {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(data)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(&tmp, e))?;
+        if let Err(e) = file.write_all(data).and_then(|()| file.sync_all()) {
+            // On a full disk the half-written file would hold on to the space it took until a
+            // later session swept it: give it back now.
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, e));
+        }
         Ok(tmp)
     }
 }
