@@ -766,6 +766,70 @@ fn s3_everything_succeeds_through_20_percent_faults() {
     assert_trees_equal(&src, &restored(&restored_copy, &src), Compare::everything());
 }
 
+/// Three generations of a directory (a file that stays, a file that changes), each snapshot with
+/// what it holds; `repo` must be initialised.
+fn three_generations(repo: &S3Repo) -> (PathBuf, Vec<(String, PathBuf)>) {
+    let src = repo.join("src");
+    let mut held = Vec::new();
+    for g in 0..3u64 {
+        write_random_file(&src.join("stays.bin"), 1, 1500 * KIB);
+        write_random_file(&src.join("changes.bin"), 10 + g, 1500 * KIB);
+        let id = json_str(&repo.backup(&[&src]), "snapshot_id").to_string();
+        // A copy of what this generation held, to compare restores with.
+        let copy = repo.join(format!("gen{g}"));
+        for f in ["stays.bin", "changes.bin"] {
+            write_file(&copy.join(f), fs::read(src.join(f)).unwrap());
+        }
+        held.push((id, copy));
+    }
+    (src, held)
+}
+
+/// Every snapshot of `held` restores from `repo` to what it held.
+#[track_caller]
+fn assert_restores(repo: &S3Repo, src: &Path, held: &[(String, PathBuf)], tag: &str) {
+    for (id, copy) in held {
+        let target = repo.restore(id, &format!("{tag}-{}", &id[..8]));
+        assert_trees_equal(copy, &restored(&target, src), Compare::content_only());
+    }
+}
+
+/// Forget, prune (both phases: mark, then delete with no grace) and check, each through 20% injected
+/// faults: every command succeeds (retrying what failed), nothing a kept snapshot needs is deleted,
+/// and what the faulty runs left passes `check --read-data` straight on Garage.
+#[test]
+fn s3_forget_prune_and_check_through_20_percent_faults_delete_nothing_still_needed() {
+    let env = S3Env::from_env();
+    let repo = S3Repo::new(&env, &env.bucket, "faults-gc");
+    repo.init(&["--pack-size", "1"]);
+    let (src, mut held) = three_generations(&repo);
+    held.remove(0);
+
+    let proxy = fault_proxy::start(fault_proxy::endpoint_addr(&env.endpoint), 0.2);
+    let faulty = repo.via(&env.with_endpoint(&proxy.url()));
+    faulty.run(["forget", "--keep-last", "2"]).assert_success();
+    faulty
+        .run(["prune", "--grace", "0s", "--max-unused", "0"])
+        .assert_success();
+    faulty.run(["check"]).assert_success();
+    let stats = proxy.stats();
+    drop(proxy);
+    eprintln!("faults: forget, prune, check: {stats}");
+    assert!(
+        stats.faults() >= 5,
+        "only {} faults were injected: {stats}",
+        stats.faults()
+    );
+
+    repo.run(["check", "--read-data"]).assert_success();
+    assert_eq!(repo.snapshots().len(), 2);
+    assert_restores(&repo, &src, &held, "after-faults");
+    // The prune completed: a second one finds nothing left to do.
+    let out = repo.run(["prune", "--grace", "0s", "--max-unused", "0"]);
+    out.assert_success()
+        .assert_output_contains("no new garbage");
+}
+
 /// The proxy itself, against a tiny local HTTP server: every kind of fault
 /// happens, at about the configured rate, and clean requests come back intact.
 #[test]
@@ -1035,6 +1099,78 @@ fn s3_backup_survives_a_garage_node_stopping() {
 
     cluster.node("start-node", 3);
     repo.run(["check"]).assert_success();
+}
+
+/// A Garage node stopped in the middle of a prune, then check, forget and copy with the node still
+/// down: each succeeds on the two nodes left, and once the node is back the repository and the
+/// copy pass `check --read-data` and restore what the kept snapshots held.
+#[test]
+fn s3_prune_survives_a_garage_node_stopping_and_check_forget_copy_run_without_it() {
+    let (cluster, _guard) = OwnCluster::start();
+    // A proxy that injects nothing counts the prune's requests, to stop the node mid-run.
+    let proxy = fault_proxy::start(fault_proxy::endpoint_addr(&cluster.env.endpoint), 0.0);
+    let counted = cluster.env.with_endpoint(&proxy.url());
+    let repo = S3Repo::new(&counted, &cluster.env.bucket, "node-down-gc");
+    repo.init(&["--pack-size", "1"]);
+    let (src, mut held) = three_generations(&repo);
+    repo.run(["forget", "--keep-last", "2"]).assert_success();
+    held.remove(0);
+
+    let before = proxy.stats();
+    let mut child = repo
+        .cmd(["prune", "--grace", "0s", "--max-unused", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while proxy.stats().since(&before).requests < 10 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "prune ended before node 3 could be stopped"
+        );
+        assert!(t0.elapsed() < S3_TIMEOUT, "prune made no requests");
+        thread::sleep(Duration::from_millis(5));
+    }
+    cluster.node("stop-node", 3);
+    let still_running = child.try_wait().unwrap().is_none();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "prune failed after node 3 stopped: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        still_running,
+        "prune finished before node 3 was down; the test proved nothing"
+    );
+
+    // Node 3 stays down.
+    repo.run(["check", "--read-data"]).assert_success();
+    repo.run(["forget", "--keep-last", "1"]).assert_success();
+    held.remove(0);
+    let dest = S3Repo::with_password(
+        &counted,
+        &cluster.env.bucket2,
+        "node-down-copy",
+        OTHER_PASSWORD,
+    );
+    dest.init(&[]);
+    let copy = repo.copy_to(&dest, &[]);
+    assert_eq!(copy.copied.len(), 1, "{}", copy.raw);
+
+    cluster.node("start-node", 3);
+    repo.run(["check", "--read-data"]).assert_success();
+    dest.run(["check", "--read-data"]).assert_success();
+    assert_restores(&repo, &src, &held, "source");
+    let copied = json_str(&dest.snapshots()[0], "id").to_string();
+    let target = dest.restore(&copied, "from-copy");
+    assert_trees_equal(
+        &held[0].1,
+        &restored(&target, &src),
+        Compare::content_only(),
+    );
 }
 
 // ---------------------------------------------------------------------------
