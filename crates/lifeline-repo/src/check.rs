@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::drill::DrillRecord;
 use crate::error::Result;
 use crate::hold::HoldRecord;
 use crate::index::Index;
@@ -132,6 +133,12 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<Report> {
     }
     let verifications = Verifications::load(repo)?;
     for (key, e) in record::load_all::<VerificationRecord>(repo)?.damaged {
+        damage.error(key, &e, []);
+    }
+    for (key, e) in record::load_all::<DrillRecord>(repo)?.damaged {
+        damage.error(key, &e, []);
+    }
+    for (key, e) in repo.damaged_key_slots()? {
         damage.error(key, &e, []);
     }
 

@@ -89,6 +89,15 @@ fn slot_key(id: &Id) -> String {
     format!("keys/{id}")
 }
 
+/// A stored key slot, checked against its name first: a slot whose bytes changed would otherwise
+/// pass for a wrong password, and one whose content moved under another slot's name would open.
+pub(crate) fn read_slot(bytes: &[u8], key: &str) -> Result<KeySlot> {
+    if key.trim_start_matches("keys/") != Id::of_stored(bytes).to_hex() {
+        return Err(Error::corrupt(key, "its bytes do not hash to its name"));
+    }
+    KeySlot::from_json(bytes, key)
+}
+
 impl Repository {
     /// Create a repository in empty storage, with one key slot for `password`.
     pub fn init(storage: Arc<dyn Storage>, password: &[u8], pack_size: u64) -> Result<Self> {
@@ -156,6 +165,8 @@ impl Repository {
         // A KMS fails on the slots another KMS wrapped (a second HSM, a cloud KMS kept for disaster
         // recovery): the next KMS slot may be its own. Its first failure is the answer if none opens.
         let mut kms_failure = None;
+        // A damaged slot does not lock out the others; it is the answer only if none opens.
+        let mut damaged = Vec::new();
         for info in slots {
             let bytes = match storage.get(&info.key) {
                 Ok(b) => b,
@@ -163,7 +174,13 @@ impl Repository {
                 Err(Error::ObjectMissing { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let slot = KeySlot::from_json(&bytes, &info.key)?;
+            let slot = match read_slot(&bytes, &info.key) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    damaged.push(e);
+                    continue;
+                }
+            };
             // A migration writes v2 slots before it switches the config and deletes v1 slots
             // after: each format opens only through its own slots (format.md §3.5).
             if !slot.accepts(secret) || slot.version != config.version {
@@ -182,6 +199,9 @@ impl Repository {
                 }
                 Err(e) => return Err(e),
             };
+            for e in &damaged {
+                tracing::warn!("{e} (run `lifeline check`)");
+            }
             return Ok(Repository {
                 storage,
                 config,
@@ -191,7 +211,30 @@ impl Repository {
                 keys_loaded: Instant::now(),
             });
         }
+        if let Some(Error::Corrupt { key, detail }) = damaged.into_iter().next() {
+            return Err(Error::corrupt(
+                key,
+                format!("{detail}; no other key slot opens with this secret, so this may be its slot (put it back from a copy, or open with another key)"),
+            ));
+        }
         Err(kms_failure.unwrap_or(Error::WrongPassword))
+    }
+
+    /// The key slots whose bytes do not match their names or do not parse, for `check`.
+    pub fn damaged_key_slots(&self) -> Result<Vec<(String, Error)>> {
+        let mut out = Vec::new();
+        for info in self.storage.list("keys/")? {
+            match self.storage.get(&info.key) {
+                Ok(bytes) => {
+                    if let Err(e) = read_slot(&bytes, &info.key) {
+                        out.push((info.key, e));
+                    }
+                }
+                Err(Error::ObjectMissing { .. }) => {}
+                Err(e) => out.push((info.key, e)),
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `storage` holds a repository. Listing on a miss makes the store say why (a missing
@@ -350,7 +393,7 @@ impl Repository {
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let mut out = Vec::new();
         for info in self.storage.list("keys/")? {
-            let slot = KeySlot::from_json(&self.storage.get(&info.key)?, &info.key)?;
+            let slot = read_slot(&self.storage.get(&info.key)?, &info.key)?;
             let id = info.key.trim_start_matches("keys/").to_string();
             out.push(KeyInfo {
                 current: id == self.slot.to_hex(),

@@ -89,7 +89,49 @@ pub fn verify(
         None => config_id(storage)?,
     };
     let inspected = read_all(storage, keyring, repository.as_deref(), &|_| true)?;
-    Ok(analyse(&inspected, keyring.is_some(), anchors))
+    let mut verification = analyse(&inspected, keyring.is_some(), anchors);
+    verification
+        .problems
+        .extend(deleted_records(storage, &inspected)?);
+    Ok(verification)
+}
+
+/// Records that are never deleted (holds, verifications, drills: format.md §1) that an
+/// authenticated audit record says were written and that storage no longer has. Deleting one
+/// passes every other check (a hold silently lifted, a verification or drill unproven), so the
+/// trail is what tells.
+fn deleted_records(storage: &dyn Storage, inspected: &[Inspected]) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    for r in inspected {
+        // Records `copy` imported speak of the source repository's objects.
+        let Some(entry) = r.entry.as_ref().filter(|e| e.origin.is_none()) else {
+            continue;
+        };
+        for t in &entry.event.touched {
+            let prefix = match t.kind.as_str() {
+                "hold" => "holds/",
+                "verification" => "verifications/",
+                "drill" => "drills/",
+                _ => continue,
+            };
+            if t.access != super::Access::Wrote || Id::from_hex(&t.id).is_none() {
+                continue;
+            }
+            let key = format!("{prefix}{}", t.id);
+            if storage.stat(&key)?.is_none() {
+                problems.push(Problem {
+                    kind: ProblemKind::Missing,
+                    record: Some(r.key.clone()),
+                    message: format!(
+                        "{} says it wrote {key}, which is not in the repository: {} records are never deleted, so it was deleted",
+                        r.key.trim_start_matches("audit/"),
+                        t.kind
+                    ),
+                });
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// The repository's ID from its plaintext `config`, so a reader without keys can tell records of

@@ -306,9 +306,12 @@ impl KeySlot {
         };
         let sealed = hex::decode(sealed).map_err(|_| Error::Format("key slot contents".into()))?;
         let plain = aead::open(&kek, &nonce, aad, &sealed).ok_or(Error::WrongPassword)?;
+        // The slot's content is authenticated and the config is not: a config whose id was
+        // altered or replaced is the likelier cause, a slot copied from another repository the other.
         let foreign = || {
-            Error::Format(
-                "this key slot belongs to another repository (it names another id)".into(),
+            Error::corrupt(
+                "config",
+                format!("its repository id {repo_id} is not the one the key slot that opened with this secret was made for: `config` was altered or replaced (or the slot was copied here from another repository)"),
             )
         };
         if aad == AAD_V1 {

@@ -32,7 +32,8 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<ArchiveReport> {
             clusters.entry(id).or_default().push(o);
         }
     }
-    let backups = catalog::base_backups(repo)?;
+    // Damaged snapshots are named by the check of the repository; the others' WAL is checked here.
+    let backups = catalog::readable_base_backups(repo)?;
     let mut report = ArchiveReport {
         clusters: clusters.len(),
         ..ArchiveReport::default()

@@ -98,8 +98,18 @@ impl BaseBackup {
 /// Every base backup in the repository, oldest first. Snapshots of other kinds are ignored; a base
 /// backup whose metadata is unreadable is an error, since recovery could silently skip it otherwise.
 pub fn base_backups(repo: &Repository) -> Result<Vec<BaseBackup>> {
+    of_snapshots(repo.snapshots()?)
+}
+
+/// The base backups among the snapshots that can be read, for `check`, which names the damaged
+/// snapshots itself: one of them must not stop the check of the WAL archive and of everything else.
+pub fn readable_base_backups(repo: &Repository) -> Result<Vec<BaseBackup>> {
+    of_snapshots(repo.load_snapshots()?.items)
+}
+
+fn of_snapshots(snapshots: Vec<(Id, Snapshot)>) -> Result<Vec<BaseBackup>> {
     let mut out = Vec::new();
-    for (id, snapshot) in repo.snapshots()? {
+    for (id, snapshot) in snapshots {
         if snapshot.kind == KIND {
             out.push(BaseBackup::from_snapshot(id, snapshot)?);
         }
