@@ -1,0 +1,249 @@
+//! PostgreSQL under stress (issue 15): the repository unreachable while PostgreSQL archives (the
+//! archive_command fails, PostgreSQL keeps the segments, archiving resumes when the repository is
+//! back, with no gap), `pg_basebackup` killed in the middle of a backup, and the server crashing
+//! during one (no snapshot, nothing a restore would pick, and the next backup succeeds).
+//!
+//! Needs `scripts/postgres.sh install` and its `env` exports (scripts/test.sh does it).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::pg::{as_postgres, lifeline_bin, PgVersion};
+use common::pitr::*;
+use common::*;
+
+/// Snapshots in the repository.
+fn snapshot_count(env: &Env) -> usize {
+    let out = env.run(&["snapshots", "--json"]);
+    out.assert_success();
+    out.json().as_array().unwrap().len()
+}
+
+/// Ends the current segment without waiting for the archive; returns its name.
+fn switch_wal_now(c: &common::pg::Cluster) -> String {
+    c.psql("SELECT pg_walfile_name(pg_switch_wal())")
+}
+
+#[test]
+fn archiving_resumes_with_no_gap_after_the_repository_was_unreachable() {
+    let env = Env::new(
+        PgVersion::V15,
+        "unreachable",
+        &[("checkpoint_timeout", "1h"), ("max_wal_size", "1GB")],
+    );
+    let c = &env.cluster;
+    c.psql(TABLE_SQL);
+    env.backup(&c.url(), &[]);
+    let _ = commit_row(c, 1);
+    switch_wal(c);
+
+    // The repository goes away (an unmounted volume, a store that is down).
+    let away = env.path("repo-away");
+    fs::rename(&env.repo, &away).unwrap();
+    let failures_before = archiver_failures(c);
+    let mut held = Vec::new();
+    for id in 2..=4 {
+        let _ = commit_row(c, id);
+        held.push(switch_wal_now(c));
+    }
+    let deadline = Instant::now() + ARCHIVE_WAIT;
+    while archiver_failures(c) < failures_before + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the archiver did not fail while the repository was away\n{}",
+            tail(&c.log(), 30)
+        );
+        sleep(Duration::from_millis(200));
+    }
+    // PostgreSQL keeps every segment it could not archive.
+    for seg in &held {
+        assert!(
+            c.dir.join("pg_wal").join(seg).is_file(),
+            "{seg} left pg_wal before it was archived"
+        );
+        assert!(
+            c.dir
+                .join("pg_wal/archive_status")
+                .join(format!("{seg}.ready"))
+                .is_file(),
+            "{seg} is not waiting to be archived"
+        );
+    }
+    let log = c.log();
+    assert!(
+        log.contains("repository not found") || log.contains("archive command failed"),
+        "the server log does not say why archiving failed\n{}",
+        tail(&log, 30)
+    );
+
+    // Back: the next segment wakes the archiver, which archives everything in order.
+    fs::rename(&away, &env.repo).unwrap();
+    let _ = commit_row(c, 5);
+    let last = switch_wal(c);
+    assert!(last > held[2], "{last} after {}", held[2]);
+    // `check` finds no segment missing from the backup's start on.
+    let out = env.run(&["check", "--read-data"]);
+    assert_eq!(out.code(), Some(EXIT_OK), "{}", out.describe());
+    // Recovery replays all of it: every row, including those written while the repository was away.
+    let (restored, _) = env.restore_started("restored", &[]);
+    assert_eq!(rows(&restored), expected_rows(1..=5));
+}
+
+/// All processes below `pid`, depth first.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+            out.extend(descendants(child));
+        }
+    }
+    out
+}
+
+fn comm(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `lifeline pg backup` of the env's server, running.
+fn start_backup(env: &Env) -> Child {
+    let mut cmd = as_postgres(lifeline_bin());
+    cmd.args([
+        "--config",
+        s(&env.cfg),
+        "pg",
+        "backup",
+        "--db",
+        &env.cluster.url(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// Waits until `child` runs a `pg_basebackup` that has sent some data; its PID.
+fn pg_basebackup_under(child: &mut Child) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before pg_basebackup could be caught"
+        );
+        if let Some(pid) = descendants(child.id())
+            .into_iter()
+            .find(|p| comm(*p) == "pg_basebackup")
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pg_basebackup appeared");
+        sleep(Duration::from_millis(5));
+    }
+}
+
+/// A database big enough for a backup to take a while.
+fn loaded_env(name: &str) -> Env {
+    let env = Env::new(PgVersion::V15, name, &[]);
+    env.cluster
+        .pgbench(["-i", "-s", "8", "-q"])
+        .assert_success();
+    env
+}
+
+/// After a failed backup: exit 1 saying `why`, no new snapshot, `check` passes, the next backup
+/// succeeds and restores.
+#[track_caller]
+fn assert_failed_cleanly(env: &Env, child: Child, before: usize, why: &[&str]) {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(EXIT_FATAL), "{stderr}");
+    assert!(
+        why.iter().any(|w| stderr.contains(w)),
+        "the error does not say {why:?}: {stderr}"
+    );
+    assert_eq!(
+        snapshot_count(env),
+        before,
+        "a failed backup left a snapshot"
+    );
+    let check = env.run(&["check", "--read-data"]);
+    assert_eq!(check.code(), Some(EXIT_OK), "{}", check.describe());
+    let before_rows = env.cluster.psql("SELECT count(*) FROM pgbench_accounts");
+    env.backup(&env.cluster.url(), &[]);
+    assert_eq!(snapshot_count(env), before + 1);
+    let (restored, _) = env.restore_started("restored", &[]);
+    assert_eq!(
+        restored.psql("SELECT count(*) FROM pgbench_accounts"),
+        before_rows
+    );
+}
+
+#[test]
+fn pg_basebackup_killed_mid_backup_leaves_no_snapshot() {
+    let env = loaded_env("kill-basebackup");
+    let before = snapshot_count(&env);
+    let mut child = start_backup(&env);
+    let pid = pg_basebackup_under(&mut child);
+    run(
+        std::process::Command::new("kill").args(["-9", &pid.to_string()]),
+        None,
+    )
+    .assert_success();
+    assert_failed_cleanly(&env, child, before, &["pg_basebackup"]);
+}
+
+#[test]
+fn the_server_crashing_during_a_base_backup_leaves_no_snapshot() {
+    let env = loaded_env("crash-server");
+    let before = snapshot_count(&env);
+    let mut child = start_backup(&env);
+    pg_basebackup_under(&mut child);
+    sleep(Duration::from_millis(100));
+    env.cluster.stop_immediate();
+    // The backup fails on its own, whatever it was doing; then the server comes back.
+    let out = child.wait_with_output().unwrap();
+    env.cluster.start();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(EXIT_FATAL), "{stderr}");
+    assert!(
+        stderr.contains("pg_basebackup") || stderr.contains("connection"),
+        "the error does not say what failed: {stderr}"
+    );
+    assert_eq!(
+        snapshot_count(&env),
+        before,
+        "a failed backup left a snapshot"
+    );
+    let mut child = start_backup(&env);
+    let status = wait_timeout(
+        &mut child,
+        Duration::from_secs(300),
+        "the backup after the crash",
+    );
+    assert!(status.success(), "the backup after the crash failed");
+    let check = env.run(&["check", "--read-data"]);
+    assert_eq!(check.code(), Some(EXIT_OK), "{}", check.describe());
+}
