@@ -62,16 +62,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    regular_files_under(dir)
-        .into_iter()
-        .map(|p| {
-            let bytes = fs::read(&p).unwrap();
-            (p.strip_prefix(dir).unwrap().to_path_buf(), bytes)
-        })
-        .collect()
-}
-
 /// A repository on a tmpfs of `mib` MiB, and a source directory on ordinary disk.
 fn repo_on_tmpfs(mib: u32, pack_mib: u32) -> (Repo, Tmpfs, PathBuf) {
     let mut repo = Repo::uninit();
@@ -121,7 +111,7 @@ fn assert_as_before(repo: &Repo, expected: &BTreeMap<String, BTreeMap<PathBuf, V
             target.clone().into(),
         ]);
         out.assert_success();
-        assert!(contents(&target) == *held, "{id} restored other bytes");
+        assert!(file_contents(&target) == *held, "{id} restored other bytes");
         fs::remove_dir_all(&target).unwrap();
     }
 }
@@ -144,7 +134,7 @@ fn backup(repo: &Repo, src: &Path) -> String {
 
 fn restored_contents(src: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let prefix = src.strip_prefix("/").unwrap();
-    contents(src)
+    file_contents(src)
         .into_iter()
         .map(|(p, b)| (prefix.join(p), b))
         .collect()

@@ -233,19 +233,6 @@ fn a_backup_that_started_before_a_mark_holds_back_its_deletion() {
     assert!(repo.data_bytes() < before);
 }
 
-/// Content of `dir` as (relative path → bytes), for comparing a restore with what was backed up.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    regular_files_under(dir)
-        .into_iter()
-        .map(|p| {
-            (
-                p.strip_prefix(dir).unwrap().to_path_buf(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Make garbage: several backups of changing data, then forget all but the newest.
 fn churn(repo: &Repo, src: &Path, seed: u64) {
     for i in 0..3 {
@@ -268,7 +255,7 @@ fn prune_killed_at_random_moments_leaves_a_repository_that_passes_check_read_dat
     let mut killed = 0;
     for round in 0..6 {
         churn(&repo, &src, round);
-        let expected = contents(&src);
+        let expected = file_contents(&src);
         let mut cmd = repo.cmd(["prune", "--grace", "0s", "--max-unused", "0"]);
         let mut child = cmd
             .stdout(Stdio::null())
@@ -284,7 +271,11 @@ fn prune_killed_at_random_moments_leaves_a_repository_that_passes_check_read_dat
         child.wait().unwrap();
         repo.run(["check", "--read-data"]).assert_success();
         let r = repo.restore("latest", &format!("r{round}"));
-        assert_eq!(contents(&restored(&r, &src)), expected, "round {round}");
+        assert_eq!(
+            file_contents(&restored(&r, &src)),
+            expected,
+            "round {round}"
+        );
     }
     assert!(
         killed >= 2,
@@ -338,7 +329,7 @@ fn prune_in_a_loop_beside_four_backup_loops_never_breaks_a_snapshot() {
                     400 * KIB,
                 );
                 write_file(&src.join("counter"), i.to_string());
-                let expected = contents(&src);
+                let expected = file_contents(&src);
                 let out = repo.run(["backup", "--json", src.to_str().unwrap()]);
                 out.assert_success();
                 let id = json_str(&out.json(), "snapshot_id").to_string();
@@ -394,7 +385,7 @@ fn prune_in_a_loop_beside_four_backup_loops_never_breaks_a_snapshot() {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap();
         assert_eq!(
-            &contents(&root),
+            &file_contents(&root),
             expected,
             "snapshot {id} restores what it backed up"
         );

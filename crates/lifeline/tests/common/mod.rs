@@ -331,26 +331,31 @@ impl Sandbox {
 
     /// `lifeline` with a clean environment and no repository or password.
     pub fn lifeline(&self) -> Command {
-        let mut c = Command::new(BIN);
-        for var in [
-            "LIFELINE_REPO",
-            "LIFELINE_PASSWORD_FILE",
-            "LIFELINE_PASSWORD_COMMAND",
-            "LIFELINE_PASSWORD",
-            "LIFELINE_KMS_COMMAND",
-            "LIFELINE_CONFIG",
-            "RUST_LOG",
-        ] {
-            c.env_remove(var);
-        }
-        let home = self.home();
-        c.env("HOME", &home)
-            .env("XDG_CACHE_HOME", home.join(".cache"))
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("NO_COLOR", "1")
-            .current_dir(self.path());
-        c
+        lifeline_at(&self.home(), self.path())
     }
+}
+
+/// `lifeline` with `home` as its HOME (and cache and config), run in `cwd`, with none of the
+/// caller's `LIFELINE_*` settings.
+pub fn lifeline_at(home: &Path, cwd: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    for var in [
+        "LIFELINE_REPO",
+        "LIFELINE_PASSWORD_FILE",
+        "LIFELINE_PASSWORD_COMMAND",
+        "LIFELINE_PASSWORD",
+        "LIFELINE_KMS_COMMAND",
+        "LIFELINE_CONFIG",
+        "RUST_LOG",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("NO_COLOR", "1")
+        .current_dir(cwd);
+    c
 }
 
 /// A repository inside its own sandbox, opened with `LIFELINE_PASSWORD_FILE`.
@@ -585,6 +590,17 @@ pub fn restored(target: &Path, source: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Filesystem helpers
 // ---------------------------------------------------------------------------
+
+/// Every regular file under `dir`, by its path relative to `dir`, with its bytes.
+pub fn file_contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    regular_files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            (p.strip_prefix(dir).unwrap().to_path_buf(), bytes)
+        })
+        .collect()
+}
 
 pub fn write_file(path: &Path, content: impl AsRef<[u8]>) {
     if let Some(parent) = path.parent() {
