@@ -64,6 +64,9 @@ pub struct SourceDrill {
     pub source: String,
     /// The stored drill record's ID (hex); `None` when it could not be stored.
     pub record_id: Option<String>,
+    /// The verification record (scope `restore`) of the snapshots the drill proved usable (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_id: Option<String>,
     pub passed: bool,
     /// Why it did not pass, one sentence each: failed steps and checks, missed targets.
     pub reasons: Vec<String>,
@@ -247,16 +250,19 @@ pub fn drill_source(
             None
         }
     };
+    let mut verification_id = None;
     if !usable.is_empty() {
-        if let Err(e) = verification::save(repo, verification::restored(&usable)) {
-            reasons.push(format!(
+        match verification::save(repo, verification::restored(&usable)) {
+            Ok(id) => verification_id = Some(id.to_hex()),
+            Err(e) => reasons.push(format!(
                 "the restore could not be recorded as a verification: {e}"
-            ));
+            )),
         }
     }
     SourceDrill {
         source: source.name.clone(),
         record_id,
+        verification_id,
         passed: reasons.is_empty(),
         reasons,
         record,
@@ -299,6 +305,10 @@ fn audit_drill(repo: &Repository, plan: &Plan, drill: &SourceDrill) -> Vec<Strin
     }
     if let Some(id) = &drill.record_id {
         event.touch(Access::Wrote, "drill", id);
+    }
+    // Listed so that `audit verify` can tell when the record is deleted (format.md §14).
+    if let Some(id) = &drill.verification_id {
+        event.touch(Access::Wrote, "verification", id);
     }
     if !drill.passed {
         event.result = EventResult::Failed;

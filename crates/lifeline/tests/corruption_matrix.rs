@@ -263,31 +263,10 @@ fn kind_of(repo: &Path, key: &str) -> Option<Obj> {
 
 /// Runs lifeline from `home` (a directory for HOME) on `repo`, opened with the key file.
 fn ll(home: &Path, repo: &Path, key_file: &Path, args: &[&OsStr]) -> Out {
-    let mut c = lifeline_at(home);
+    let mut c = lifeline_at(home, home);
     c.arg("--repo").arg(repo).arg("--key-file").arg(key_file);
     c.args(args);
     run(&mut c, None)
-}
-
-fn lifeline_at(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    for var in [
-        "LIFELINE_REPO",
-        "LIFELINE_PASSWORD_FILE",
-        "LIFELINE_PASSWORD_COMMAND",
-        "LIFELINE_PASSWORD",
-        "LIFELINE_KMS_COMMAND",
-        "LIFELINE_CONFIG",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("NO_COLOR", "1")
-        .current_dir(home);
-    c
 }
 
 fn os<S: AsRef<OsStr> + ?Sized>(s: &S) -> &OsStr {
@@ -335,7 +314,7 @@ fn build_pristine() -> Pristine {
     let other = dir.join("other");
     let key_file = dir.join("repo.key");
     let with_password = |target: &Path, args: &[&OsStr]| {
-        let mut c = lifeline_at(&home);
+        let mut c = lifeline_at(&home, &home);
         c.arg("--repo")
             .arg(target)
             .env("LIFELINE_PASSWORD_FILE", &password_file)
@@ -455,7 +434,7 @@ fn build_pristine() -> Pristine {
     )
     .unwrap();
     for _ in 0..2 {
-        let mut c = lifeline_at(&home);
+        let mut c = lifeline_at(&home, &home);
         c.arg("--config").arg(&plan).args(["drill", "docs"]);
         run(&mut c, None).assert_success();
     }
@@ -638,7 +617,7 @@ fn run_case(c: &Case) {
     let out = match c.detector {
         Open => l(&[os("snapshots")]),
         OpenWithPassword => {
-            let mut cmd = lifeline_at(&home);
+            let mut cmd = lifeline_at(&home, &home);
             cmd.arg("--repo")
                 .arg(&repo)
                 .env("LIFELINE_PASSWORD_FILE", &p.password_file)
@@ -743,7 +722,7 @@ fn run_case(c: &Case) {
     }
     if c.kind == KeySlot && matches!(c.damage, FlipByte | Truncate) {
         // Its own secret is told that the slot is damaged, not that the password is wrong.
-        let mut cmd = lifeline_at(&home);
+        let mut cmd = lifeline_at(&home, &home);
         cmd.arg("--repo")
             .arg(&repo)
             .env("LIFELINE_PASSWORD_FILE", &p.password_file)
@@ -1032,6 +1011,30 @@ fn check_reports_a_damaged_snapshot_instead_of_stopping_at_it() {
 fn a_config_with_another_id_is_named_as_the_damaged_object() {
     run_one(Config, FlipByte);
     run_one(Config, ReplaceWithOlder);
+}
+
+/// A drill's verification record was not in its audit record, so deleting it passed `audit
+/// verify`; which verification the matrix deletes depends on the random IDs, so every one is
+/// deleted here in turn: the one of `check --read-data` and those of the two drills.
+#[test]
+fn audit_verify_names_every_deleted_verification_record_a_drills_included() {
+    let p = pristine();
+    let records = &p.objects[&Verification];
+    assert_eq!(records.len(), 3, "{records:?}");
+    for key in records {
+        let sandbox = Sandbox::new();
+        let home = sandbox.home();
+        let repo = sandbox.join("repo");
+        copy_dir(&p.repo, &repo);
+        fs::remove_file(repo.join(key)).unwrap();
+        let out = ll(&home, &repo, &p.key_file, &[os("audit"), os("verify")]);
+        assert_eq!(out.code(), Some(EXIT_FATAL), "{key}\n{}", out.describe());
+        assert!(
+            out.all_output().contains(key.as_str()),
+            "{key}\n{}",
+            out.describe()
+        );
+    }
 }
 
 /// Deleting a hold (lifting it silently), a verification or a drill record passed every check;
