@@ -167,7 +167,8 @@ fn node_for(header: &tar::Header, path: &str) -> Result<Node> {
     let name = path.rsplit('/').next().unwrap_or(path).as_bytes().to_vec();
     let mtime = header
         .mtime()
-        .map(|t| i64::try_from(t).unwrap_or(0) * 1_000_000_000)
+        // A GNU base-256 field can state any u64: saturate instead of overflowing.
+        .map(|t| i64::try_from(t).unwrap_or(0).saturating_mul(1_000_000_000))
         .unwrap_or(0);
     let mut node = Node::file(name, 0, Vec::new(), mtime);
     node.mode = header.mode().unwrap_or(0o600);

@@ -95,9 +95,10 @@ impl WalName {
             if stem.len() != 24 {
                 return Err(invalid());
             }
+            // `get`, not indexing: 24 bytes of text need not split at 8 and 16 into whole characters.
             Ok((
-                hex8(&stem[8..16]).ok_or_else(invalid)?,
-                hex8(&stem[16..24]).ok_or_else(invalid)?,
+                stem.get(8..16).and_then(hex8).ok_or_else(invalid)?,
+                stem.get(16..24).and_then(hex8).ok_or_else(invalid)?,
             ))
         };
         let kind = match suffix {
