@@ -331,7 +331,7 @@ impl Drop for Daemon {
     /// Never leave a daemon or one of its jobs behind, even when the test panicked.
     fn drop(&mut self) {
         // The jobs first: a killed daemon starts no more, and its exit would orphan them.
-        let groups = children_of(self.child.id())
+        let groups = common::children_of(self.child.id())
             .into_iter()
             .chain([self.child.id()]);
         for group in groups {
@@ -344,29 +344,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let child: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-            // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
-            let ppid: u32 = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            (ppid == pid).then_some(child)
-        })
-        .collect()
 }
 
 /// A plain HTTP/1.0 GET: the status code and the body.

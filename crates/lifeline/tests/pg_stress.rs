@@ -96,29 +96,10 @@ fn archiving_resumes_with_no_gap_after_the_repository_was_unreachable() {
 
 /// All processes below `pid`, depth first.
 fn descendants(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            out.push(child);
-            out.extend(descendants(child));
-        }
-    }
-    out
+    children_of(pid)
+        .into_iter()
+        .flat_map(|child| std::iter::once(child).chain(descendants(child)))
+        .collect()
 }
 
 fn comm(pid: u32) -> String {
