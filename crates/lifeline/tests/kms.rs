@@ -236,7 +236,13 @@ fn a_kms_that_unwraps_to_another_key_exits_12() {
     other.assert_success();
     let mut json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     json["kms"]["wrapped"] = Value::String(hex::encode(&other.stdout));
-    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    // A slot is named after the hash of its bytes: store the edited slot under its own name,
+    // so the repository sees a well-formed slot whose KMS answers with the wrong key, not a
+    // damaged one.
+    let bytes = serde_json::to_vec_pretty(&json).unwrap();
+    let renamed = path.with_file_name(lifeline_repo::Id::of_stored(&bytes).to_hex());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&renamed, bytes).unwrap();
 
     run_kms(&repo, &token.command, ["snapshots"])
         .assert_code(EXIT_WRONG_PASSWORD)
