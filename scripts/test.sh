@@ -81,4 +81,4 @@ if [[ ! -x $LIFELINE_NODETOOL || ! -x $LIFELINE_CQLSH ]]; then
 fi
 
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -684,8 +684,11 @@ fn wal_push_killed_at_random_is_retried_by_postgresql_and_no_wal_is_lost() {
         PgVersion::V15,
         "crash-wal",
         &[
+            // The test compares every archived segment with the server's copy, so the server must
+            // keep them all: no checkpoint by size (100 kills write 1.6 GB of WAL) and no recycling.
             ("checkpoint_timeout", "1h"),
-            ("max_wal_size", "1GB"),
+            ("max_wal_size", "8GB"),
+            ("wal_keep_size", "8GB"),
             ("archive_timeout", "0"),
         ],
     );
@@ -758,7 +761,7 @@ wait "$pid"
     let tried = fs::read_to_string(&attempts).unwrap();
     let failures = pitr::archiver_failures(c);
     let kills_done = fs::read_to_string(&killed).unwrap().lines().count();
-    // Every segment is in the archive byte for byte (the server keeps them: no checkpoint ran).
+    // Every segment is in the archive byte for byte (wal_keep_size keeps the server's copies).
     for seg in &segments {
         let stored = env.path(&format!("fetched-{seg}"));
         let out = env.run(&["pg", "wal-fetch", seg, s(&stored), "--pgdata", s(&c.dir)]);
