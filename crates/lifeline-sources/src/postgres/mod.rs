@@ -2,6 +2,7 @@
 //! pgvector answers recorded at backup time. The server's own tools (`pg_basebackup`, `pg_dump`,
 //! `pg_restore`, `pg_combinebackup`) do the protocol work; this module stores, selects and verifies.
 
+pub mod ahead;
 pub mod archive;
 pub mod archive_check;
 pub mod audit_table;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use lifeline_repo::named::Stored;
+use lifeline_sources::postgres::ahead;
 use lifeline_sources::postgres::wal::{self, Fetched};
 
 use crate::context::Context;
@@ -15,6 +16,13 @@ pub struct PushArgs {
     /// Data directory; PostgreSQL runs archive_command inside it
     #[arg(long, env = "PGDATA", value_name = "DIR", default_value = ".")]
     pgdata: PathBuf,
+    /// Also store up to N more segments that wait for the archiver (.ready), so PostgreSQL's
+    /// calls for them return at once (0: only the one asked for)
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    ahead: usize,
+    /// Segments stored in parallel [default: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,9 +37,36 @@ pub struct FetchArgs {
 }
 
 pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<u8> {
+    // An earlier run stored this very file: nothing to open, nothing to send.
+    if ahead::stored_ahead(&args.pgdata, &args.path) {
+        tracing::info!("{} was archived ahead", args.path.display());
+        return Ok(exit::OK);
+    }
     let repo = ctx.open()?;
     repo.require_write("pg wal-push")?;
-    let (key, stored) = wal::push(&repo, &args.pgdata, &args.path)?;
+    ahead::sweep(&args.pgdata);
+    let asked = args
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let others = ahead::waiting(&args.pgdata, &asked, args.ahead);
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(2, usize::from),
+        |j| j as usize,
+    );
+    // The asked segment on this thread, the others beside it; the asked one's result decides.
+    let (pushed, ahead_stored) = std::thread::scope(|scope| {
+        let others = scope.spawn(|| {
+            ahead::push_ahead(&repo, &args.pgdata, &others, jobs.saturating_sub(1).max(1))
+        });
+        let pushed = wal::push(&repo, &args.pgdata, &args.path);
+        (pushed, others.join().unwrap_or(0))
+    });
+    if ahead_stored > 0 {
+        tracing::info!("archived {ahead_stored} more segment(s) ahead");
+    }
+    let (key, stored) = pushed?;
     match stored {
         Stored::New => tracing::info!("archived {key}"),
         Stored::AlreadyThere => tracing::info!("{key} was already archived with the same content"),
