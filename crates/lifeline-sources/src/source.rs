@@ -175,11 +175,13 @@ impl Source for CommandSource {
     }
 }
 
-/// A PostgreSQL physical base backup, full or (17+) incremental; the WAL arrives by archive_command.
+/// A PostgreSQL physical base backup, full or incremental; the WAL arrives by archive_command.
 pub struct BaseBackupSource {
     pub url: String,
     pub incremental: bool,
     pub wal_timeout: std::time::Duration,
+    pub mode: postgres::backup::Mode,
+    pub jobs: usize,
     pub tools: Box<dyn Fn(u32) -> Tools + Send + Sync>,
 }
 
@@ -198,6 +200,8 @@ impl Source for BaseBackupSource {
             url: &self.url,
             incremental: self.incremental,
             wal_timeout: self.wal_timeout,
+            mode: self.mode,
+            jobs: self.jobs,
         };
         // Counted before the backup starts, so a drill can compare the restored tables with them.
         let counts = row_counts(&self.url);

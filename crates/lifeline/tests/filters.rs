@@ -390,7 +390,10 @@ fn pg_restore_chooses_among_the_base_backups_the_filter_matches() {
     c.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
     env.backup(&c.url(), &[]);
     c.psql("INSERT INTO t VALUES (2)");
-    let gold = env.backup(&c.url(), &["--incremental", "--tag", "tier=gold"]);
+    let gold = env.backup(
+        &c.url(),
+        &["--mode", "stream", "--incremental", "--tag", "tier=gold"],
+    );
     let newest = env.backup(&c.url(), &[]);
 
     let (out, _) = env.restore("any", &["--target", "immediate"]);

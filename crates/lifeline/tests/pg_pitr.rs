@@ -575,16 +575,26 @@ fn verified_restores(version: PgVersion) {
         .assert_output_contains("PG_VERSION");
 
     if version.major() < 17 {
-        // No incremental backups before 17: refused, saying so.
-        env.run(&["pg", "backup", "--db", &c.url(), "--incremental"])
-            .assert_code(EXIT_FATAL)
-            .assert_output_contains("PostgreSQL 17");
+        // No block-level incremental backups before 17: refused, saying so.
+        env.run(&[
+            "pg",
+            "backup",
+            "--db",
+            &c.url(),
+            "--mode",
+            "stream",
+            "--incremental",
+        ])
+        .assert_code(EXIT_FATAL)
+        .assert_output_contains("PostgreSQL 17");
         return;
     }
 
     insert(c, 1001, 2000);
     c.psql("UPDATE pitr SET val = val || ' (updated)' WHERE id % 100 = 0");
-    let incremental = env.backup(&c.url(), &["--incremental"]);
+    // Block-level, on top of a file-mode full (PostgreSQL reads lifeline's manifest of it).
+    assert_eq!(full["backup_mode"], "files", "{full}");
+    let incremental = env.backup(&c.url(), &["--mode", "stream", "--incremental"]);
     assert_eq!(incremental["backup_type"], "incremental", "{incremental}");
     assert!(
         json_u64(&incremental, "bytes") < json_u64(&full, "bytes"),

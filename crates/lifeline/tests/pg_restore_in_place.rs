@@ -259,7 +259,8 @@ fn pg_restore_delta_refuses_an_incremental_backup() {
     c.psql(TABLE_SQL);
     env.backup(&c.url(), &[]);
     commit_row(c, 1);
-    let incremental = env.backup(&c.url(), &["--incremental"]);
+    // A block-level incremental (a file-mode one is whole and restores in place like a full).
+    let incremental = env.backup(&c.url(), &["--mode", "stream", "--incremental"]);
     assert_eq!(incremental["backup_type"], "incremental", "{incremental}");
     let (out, dir) = env.restore("incr", &["--delta"]);
     out.assert_code(EXIT_FATAL)

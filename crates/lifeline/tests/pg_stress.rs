@@ -1,7 +1,8 @@
 //! PostgreSQL under stress (issue 15): the repository unreachable while PostgreSQL archives (the
 //! archive_command fails, PostgreSQL keeps the segments, archiving resumes when the repository is
-//! back, with no gap), `pg_basebackup` killed in the middle of a backup, and the server crashing
-//! during one (no snapshot, nothing a restore would pick, and the next backup succeeds).
+//! back, with no gap), `pg_basebackup` or a file-mode `lifeline pg backup` killed in the middle of
+//! a backup, and the server crashing during either (no snapshot, nothing a restore would pick, and
+//! the next backup succeeds).
 //!
 //! Needs `scripts/postgres.sh install` and its `env` exports (scripts/test.sh does it).
 #![allow(clippy::unwrap_used)]
@@ -109,16 +110,26 @@ fn comm(pid: u32) -> String {
         .to_string()
 }
 
-/// `lifeline pg backup` of the env's server, running.
-fn start_backup(env: &Env) -> Child {
+/// `lifeline pg backup --mode MODE --jobs 1` of the env's server, running. Streamed, through a
+/// `pg_basebackup` held to 16 MB/s, so the test can catch it mid-backup.
+fn start_backup(env: &Env, mode: &str) -> Child {
+    let cfg = if mode == "stream" {
+        throttled_config(env)
+    } else {
+        env.cfg.clone()
+    };
     let mut cmd = as_postgres(lifeline_bin());
     cmd.args([
         "--config",
-        s(&env.cfg),
+        s(&cfg),
         "pg",
         "backup",
         "--db",
         &env.cluster.url(),
+        "--mode",
+        mode,
+        "--jobs",
+        "1",
     ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -145,6 +156,36 @@ fn pg_basebackup_under(child: &mut Child) -> u32 {
     }
 }
 
+/// The env's config with `[postgres] bin_dir` naming a directory whose `pg_basebackup` runs the
+/// real one with `--max-rate`.
+fn throttled_config(env: &Env) -> std::path::PathBuf {
+    let bin = env.path("throttled-bin");
+    fs::create_dir_all(&bin).unwrap();
+    let real = env.version.bin("pg_basebackup");
+    let wrapper = bin.join("pg_basebackup");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --version) exec {real} \"$@\";; esac\nexec {real} --max-rate=16M \"$@\"\n",
+            real = quote(s(&real))
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cfg = env.path("throttled.toml");
+    let text = fs::read_to_string(&env.cfg).unwrap().replace(
+        &format!("bin_dir = {:?}", s(&env.version.bin_dir())),
+        &format!("bin_dir = {:?}", s(&bin)),
+    );
+    assert!(text.contains(s(&bin)), "no bin_dir to replace in {text}");
+    fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 /// A database big enough for a backup to take a while.
 fn loaded_env(name: &str) -> Env {
     let env = Env::new(PgVersion::V15, name, &[]);
@@ -165,6 +206,12 @@ fn assert_failed_cleanly(env: &Env, child: Child, before: usize, why: &[&str]) {
         why.iter().any(|w| stderr.contains(w)),
         "the error does not say {why:?}: {stderr}"
     );
+    assert_no_trace_and_the_next_backup_restores(env, before);
+}
+
+/// No new snapshot, `check` passes, and the next backup succeeds and restores.
+#[track_caller]
+fn assert_no_trace_and_the_next_backup_restores(env: &Env, before: usize) {
     assert_eq!(
         snapshot_count(env),
         before,
@@ -186,7 +233,7 @@ fn assert_failed_cleanly(env: &Env, child: Child, before: usize, why: &[&str]) {
 fn pg_basebackup_killed_mid_backup_leaves_no_snapshot() {
     let env = loaded_env("kill-basebackup");
     let before = snapshot_count(&env);
-    let mut child = start_backup(&env);
+    let mut child = start_backup(&env, "stream");
     let pid = pg_basebackup_under(&mut child);
     run(
         std::process::Command::new("kill").args(["-9", &pid.to_string()]),
@@ -200,7 +247,7 @@ fn pg_basebackup_killed_mid_backup_leaves_no_snapshot() {
 fn the_server_crashing_during_a_base_backup_leaves_no_snapshot() {
     let env = loaded_env("crash-server");
     let before = snapshot_count(&env);
-    let mut child = start_backup(&env);
+    let mut child = start_backup(&env, "stream");
     pg_basebackup_under(&mut child);
     sleep(Duration::from_millis(100));
     env.cluster.stop_immediate();
@@ -218,7 +265,7 @@ fn the_server_crashing_during_a_base_backup_leaves_no_snapshot() {
         before,
         "a failed backup left a snapshot"
     );
-    let mut child = start_backup(&env);
+    let mut child = start_backup(&env, "stream");
     let status = wait_timeout(
         &mut child,
         Duration::from_secs(300),
@@ -227,4 +274,65 @@ fn the_server_crashing_during_a_base_backup_leaves_no_snapshot() {
     assert!(status.success(), "the backup after the crash failed");
     let check = env.run(&["check", "--read-data"]);
     assert_eq!(check.code(), Some(EXIT_OK), "{}", check.describe());
+}
+
+/// Waits until the backup `child` runs has called pg_backup_start on the server: it is reading the
+/// data directory.
+fn reading_files(env: &Env, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be caught reading"
+        );
+        let sessions = env.cluster.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_backup_start%'",
+        );
+        if sessions != "0" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no backup started on the server");
+        sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn lifeline_killed_while_reading_the_data_directory_leaves_no_snapshot() {
+    let env = loaded_env("kill-files");
+    let before = snapshot_count(&env);
+    let mut child = start_backup(&env, "files");
+    reading_files(&env, &mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server ended the backup with the session: the next one starts and completes.
+    assert_no_trace_and_the_next_backup_restores(&env, before);
+}
+
+/// The server stops while the files are read: the backup fails naming the lost connection, or, if
+/// it had already ended the backup on the server, completes one that restores.
+#[test]
+fn the_server_crashing_during_a_file_mode_backup_leaves_nothing_a_restore_would_pick() {
+    let env = loaded_env("crash-files");
+    let before = snapshot_count(&env);
+    let mut child = start_backup(&env, "files");
+    reading_files(&env, &mut child);
+    env.cluster.stop_immediate();
+    let out = child.wait_with_output().unwrap();
+    env.cluster.start();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.success() {
+        assert_eq!(snapshot_count(&env), before + 1);
+        let (restored, _) = env.restore_started("completed", &[]);
+        assert_eq!(
+            restored.psql("SELECT count(*) FROM pgbench_accounts"),
+            "800000"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(EXIT_FATAL), "{stderr}");
+    assert!(
+        stderr.contains("pg_backup_stop") || stderr.contains("connection"),
+        "the error does not say what failed: {stderr}"
+    );
+    assert_no_trace_and_the_next_backup_restores(&env, before);
 }

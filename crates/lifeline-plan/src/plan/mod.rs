@@ -160,7 +160,7 @@ impl SourceKind {
                 "exclude_caches",
                 "one_file_system",
             ],
-            SourceKind::Postgres => &["db", "base_backup", "wal_timeout", "checks"],
+            SourceKind::Postgres => &["db", "base_backup", "wal_timeout", "jobs", "checks"],
             SourceKind::PostgresDump => &["db", "schemas", "jobs", "checks"],
             SourceKind::Command => &["command", "filename", "timeout"],
             SourceKind::Redis => &["url", "password_file", "tls_ca_file", "aof_dir"],
@@ -203,7 +203,7 @@ pub struct SourceDef {
     /// libpq URL of the server (postgres: a role that may replicate).
     #[serde(default)]
     pub db: Option<String>,
-    /// postgres: when to take full and (PostgreSQL 17+) incremental base backups.
+    /// postgres: when to take full and incremental base backups.
     #[serde(default)]
     pub base_backup: Option<BaseBackupSchedule>,
     /// postgres: how long a backup waits for its WAL to reach the repository.
@@ -212,7 +212,7 @@ pub struct SourceDef {
     /// postgres-dump: schemas to dump (all user schemas when empty).
     #[serde(default)]
     pub schemas: Vec<String>,
-    /// postgres-dump: `pg_dump --jobs`.
+    /// postgres-dump: `pg_dump --jobs`; postgres: files read in parallel (file mode).
     #[serde(default)]
     pub jobs: Option<u32>,
     /// postgres, postgres-dump: queries a drill asks of the restored database.

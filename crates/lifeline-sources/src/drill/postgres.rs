@@ -55,6 +55,7 @@ pub fn drill(
         continuity,
     );
     let pgdata = request.scratch.join("pgdata");
+    let tablespace_dir = request.scratch.join("tablespaces");
     let mut running = None;
     if let Some(planned) = planned {
         let major = planned.backup().major;
@@ -80,6 +81,8 @@ pub fn drill(
                     keep_archiving: false,
                     restore_command,
                     start: true,
+                    // Beside the copy, never where the original's tablespaces are.
+                    tablespace_dir: Some(&tablespace_dir),
                 };
                 restore::restore(repo, &restore_request, tools, progress)
             },
@@ -117,6 +120,7 @@ pub fn drill(
                 r.stop()?;
             }
             remove_tree(&pgdata).map_err(|e| Error::io(&pgdata, e))?;
+            remove_tree(&tablespace_dir).map_err(|e| Error::io(&tablespace_dir, e))?;
             let log = PathBuf::from(format!("{}.recovery.log", pgdata.display()));
             remove_tree(&log).map_err(|e| Error::io(&log, e))?;
             Ok(if running.is_some() {

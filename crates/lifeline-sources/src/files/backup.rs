@@ -29,12 +29,29 @@ pub struct BackupResult {
     pub excluded: u64,
 }
 
+/// How a directory that a running program writes to (a database's data directory) is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Live {
+    /// Reuse a file of the parent only if its recorded mtime (ns since the epoch) is before this:
+    /// a file written just before the parent read it can be written again within the same tick of
+    /// the file system's clock, after the read, and keep its size and mtime.
+    pub settled_before: Option<i64>,
+    /// Files change and vanish while read as a matter of course (the database's own log repairs
+    /// them): a change is marked in the node, so the next backup reads the file again, but is not
+    /// an item error, and a vanished entry is counted, not recorded.
+    pub expect_changes: bool,
+}
+
 struct Session<'a, 'r> {
     writer: &'a Writer<'r>,
     progress: &'a dyn Progress,
     exclusions: &'a Exclusions,
+    live: Live,
+    /// With `backup_dir`: the directory backed up, and every file stored below it.
+    listing: Option<(PathBuf, Mutex<Vec<ListedFile>>)>,
     errors: Mutex<Vec<ItemError>>,
     excluded: AtomicU64,
+    vanished: AtomicU64,
     files: AtomicU64,
     dirs: AtomicU64,
     bytes: AtomicU64,
@@ -79,40 +96,125 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
     let trie = Trie::of(paths);
-    let session = Session {
-        writer,
-        progress,
-        exclusions,
-        errors: Mutex::new(Vec::new()),
-        excluded: AtomicU64::new(0),
-        files: AtomicU64::new(0),
-        dirs: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        new: AtomicU64::new(0),
-        changed: AtomicU64::new(0),
-        unmodified: AtomicU64::new(0),
-    };
+    let session = Session::new(writer, exclusions, Live::default(), progress);
     let tree = session.trie_tree(&trie, Path::new("/"), parent)?;
-    let errors = session.errors.into_inner().unwrap_or_default();
-    Ok(BackupResult {
-        tree,
-        summary: Summary {
-            files: session.files.into_inner(),
-            dirs: session.dirs.into_inner(),
-            bytes: session.bytes.into_inner(),
-            files_new: session.new.into_inner(),
-            files_changed: session.changed.into_inner(),
-            files_unmodified: session.unmodified.into_inner(),
-            data_added: 0,
-            duration_ms: 0,
-        },
+    Ok(session.result(tree))
+}
+
+/// A file stored by [`backup_dir`], by its path below the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    pub path: PathBuf,
+    pub size: u64,
+    /// ns since the epoch.
+    pub mtime: i64,
+}
+
+/// What [`backup_dir`] stored: the entries of the directory's tree, for the caller to add to and
+/// seal (a tree just written cannot be read back before the session ends), and every file below.
+pub struct DirBackup {
+    pub nodes: Vec<Node>,
+    pub files: Vec<ListedFile>,
+    pub summary: Summary,
+    pub errors: Vec<ItemError>,
+    pub excluded: u64,
+    /// Entries that were listed but gone when read ([`Live::expect_changes`]).
+    pub vanished: u64,
+}
+
+/// Back up the directory `dir` as the root of a tree of its own, as a database's data directory is
+/// stored. `parent` is the tree of an earlier backup of it.
+pub fn backup_dir(
+    writer: &Writer<'_>,
+    dir: &Path,
+    parent: Option<Id>,
+    exclusions: &Exclusions,
+    live: Live,
+    progress: &dyn Progress,
+) -> Result<DirBackup> {
+    let meta = fs::metadata(dir).map_err(|e| lifeline_repo::Error::io(dir, e))?;
+    let mut session = Session::new(writer, exclusions, live, progress);
+    session.listing = Some((dir.to_path_buf(), Mutex::new(Vec::new())));
+    let nodes = session.dir_nodes(dir, meta.dev(), parent)?;
+    let mut files = session
+        .listing
+        .take()
+        .map(|(_, files)| files.into_inner().unwrap_or_default())
+        .unwrap_or_default();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let vanished = session.vanished.load(Ordering::Relaxed);
+    let (summary, errors, excluded) = session.counts();
+    Ok(DirBackup {
+        nodes,
+        files,
+        summary,
         errors,
-        excluded: session.excluded.into_inner(),
+        excluded,
+        vanished,
     })
 }
 
+impl<'a, 'r> Session<'a, 'r> {
+    fn new(
+        writer: &'a Writer<'r>,
+        exclusions: &'a Exclusions,
+        live: Live,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        Session {
+            writer,
+            progress,
+            exclusions,
+            live,
+            listing: None,
+            errors: Mutex::new(Vec::new()),
+            excluded: AtomicU64::new(0),
+            vanished: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            dirs: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            new: AtomicU64::new(0),
+            changed: AtomicU64::new(0),
+            unmodified: AtomicU64::new(0),
+        }
+    }
+
+    fn result(self, tree: Id) -> BackupResult {
+        let (summary, errors, excluded) = self.counts();
+        BackupResult {
+            tree,
+            summary,
+            errors,
+            excluded,
+        }
+    }
+
+    /// What was stored, what could not be read, and how many entries were left out.
+    fn counts(self) -> (Summary, Vec<ItemError>, u64) {
+        let summary = Summary {
+            files: self.files.into_inner(),
+            dirs: self.dirs.into_inner(),
+            bytes: self.bytes.into_inner(),
+            files_new: self.new.into_inner(),
+            files_changed: self.changed.into_inner(),
+            files_unmodified: self.unmodified.into_inner(),
+            data_added: 0,
+            duration_ms: 0,
+        };
+        (
+            summary,
+            self.errors.into_inner().unwrap_or_default(),
+            self.excluded.into_inner(),
+        )
+    }
+}
+
 impl Session<'_, '_> {
-    fn record_error(&self, path: &Path, err: impl std::fmt::Display) {
+    fn record_error(&self, path: &Path, err: impl std::error::Error + 'static) {
+        if self.live.expect_changes && not_found(&err) {
+            self.vanished.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // The snapshot records it and the command reports it once; a warning here said it twice.
         tracing::debug!("{}: {err}", path.display());
         if let Ok(mut errors) = self.errors.lock() {
@@ -127,6 +229,9 @@ impl Session<'_, '_> {
     /// snapshot's item list, so the backup ends with the partial-success code.
     fn record_changed(&self, path: &Path, node: &mut Node, what: String) {
         node.changed_while_read = true;
+        if self.live.expect_changes {
+            return;
+        }
         if let Ok(mut errors) = self.errors.lock() {
             errors.push(ItemError {
                 path: path.display().to_string(),
@@ -220,7 +325,7 @@ impl Session<'_, '_> {
                 if let Some(old) = old.filter(|o| self.reusable(o, &node)) {
                     node.content.clone_from(&old.content);
                     self.progress.bytes(meta.len());
-                    self.file_counted(&node, Some(true));
+                    self.file_counted(path, &node, Some(true));
                 } else {
                     match self.file_content(path, meta) {
                         Ok((content, size, change)) => {
@@ -229,7 +334,7 @@ impl Session<'_, '_> {
                             if let Some(what) = change {
                                 self.record_changed(path, &mut node, what);
                             }
-                            self.file_counted(&node, old.map(|_| false));
+                            self.file_counted(path, &node, old.map(|_| false));
                         }
                         // Only a failure to read the source is the item's problem; a repository
                         // that cannot store it fails the backup.
@@ -250,14 +355,24 @@ impl Session<'_, '_> {
     /// pack no prune mark names.
     fn reusable(&self, old: &Node, new: &Node) -> bool {
         unchanged(old, new)
+            && self.live.settled_before.is_none_or(|t| old.mtime < t)
             && self
                 .writer
                 .reusable(old.content.as_deref().unwrap_or_default())
     }
 
     /// `unmodified`: `Some(true)` reused, `Some(false)` changed since the parent, `None` new.
-    fn file_counted(&self, node: &Node, unmodified: Option<bool>) {
+    fn file_counted(&self, path: &Path, node: &Node, unmodified: Option<bool>) {
         let size = node.size.unwrap_or(0);
+        if let Some((root, listing)) = &self.listing {
+            if let (Ok(rel), Ok(mut listing)) = (path.strip_prefix(root), listing.lock()) {
+                listing.push(ListedFile {
+                    path: rel.to_path_buf(),
+                    size,
+                    mtime: node.mtime,
+                });
+            }
+        }
         self.files.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(size, Ordering::Relaxed);
         let counter = match unmodified {
@@ -289,6 +404,12 @@ impl Session<'_, '_> {
     /// A directory's tree. Small changed files are read in name order into bundles; everything else
     /// runs in parallel. `dev` is the directory's device.
     fn dir_tree(&self, path: &Path, dev: u64, parent: Option<Id>) -> Result<Id> {
+        let nodes = self.dir_nodes(path, dev, parent)?;
+        self.writer.add_tree(Tree { nodes })
+    }
+
+    /// The entries of a directory's tree (see [`Session::dir_tree`]).
+    fn dir_nodes(&self, path: &Path, dev: u64, parent: Option<Id>) -> Result<Vec<Node>> {
         let parent_tree = self.parent_tree(parent);
         let mut entries: Vec<(OsString, PathBuf, Metadata)> = Vec::new();
         // A cache directory keeps only its tag, as restic does: the tag says what the directory is.
@@ -344,7 +465,7 @@ impl Session<'_, '_> {
             })
             .collect::<Result<Vec<Option<Node>>>>()?;
         nodes.extend(others.into_iter().flatten());
-        self.writer.add_tree(Tree { nodes })
+        Ok(nodes)
     }
 
     fn bundle_small_files<'e>(
@@ -353,31 +474,30 @@ impl Session<'_, '_> {
         parent_tree: Option<&Tree>,
     ) -> Result<Vec<Node>> {
         let mut done = Vec::new();
-        let mut pending: Vec<(Node, u64, u64, bool)> = Vec::new();
+        let mut pending: Vec<Pending<'e>> = Vec::new();
         let mut bundle = Bundle::default();
-        let mut seal =
-            |bundle: &mut Bundle, pending: &mut Vec<(Node, u64, u64, bool)>| -> Result<()> {
-                if bundle.is_empty() {
-                    // Only empty files are pending: they need no chunk.
-                    for (mut node, _, _, existed) in pending.drain(..) {
-                        node.content = Some(Vec::new());
-                        self.file_counted(&node, existed.then_some(false));
-                        done.push(node);
-                    }
-                    return Ok(());
-                }
-                let id = bundle.seal(self.writer)?;
-                for (mut node, offset, len, existed) in pending.drain(..) {
-                    node.content = Some(if len == 0 {
-                        Vec::new()
-                    } else {
-                        vec![ContentRef(id, offset, len)]
-                    });
-                    self.file_counted(&node, existed.then_some(false));
+        let mut seal = |bundle: &mut Bundle, pending: &mut Vec<Pending<'e>>| -> Result<()> {
+            if bundle.is_empty() {
+                // Only empty files are pending: they need no chunk.
+                for (mut node, path, _, _, existed) in pending.drain(..) {
+                    node.content = Some(Vec::new());
+                    self.file_counted(path, &node, existed.then_some(false));
                     done.push(node);
                 }
-                Ok(())
-            };
+                return Ok(());
+            }
+            let id = bundle.seal(self.writer)?;
+            for (mut node, path, offset, len, existed) in pending.drain(..) {
+                node.content = Some(if len == 0 {
+                    Vec::new()
+                } else {
+                    vec![ContentRef(id, offset, len)]
+                });
+                self.file_counted(path, &node, existed.then_some(false));
+                done.push(node);
+            }
+            Ok(())
+        };
         for (name, path, meta) in files {
             let (data, change) = match read_small(path, meta) {
                 Ok(read) => read,
@@ -395,6 +515,7 @@ impl Session<'_, '_> {
             let offset = bundle.push(&data);
             pending.push((
                 node,
+                path,
                 offset,
                 data.len() as u64,
                 find(parent_tree, name).is_some(),
@@ -408,6 +529,10 @@ impl Session<'_, '_> {
     }
 }
 
+/// A small file waiting for its bundle: its node, path, offset and length in the bundle, and
+/// whether the parent had it.
+type Pending<'e> = (Node, &'e Path, u64, u64, bool);
+
 /// A small file's bytes, and how it changed while it was read, if it did.
 fn read_small(path: &Path, before: &Metadata) -> std::io::Result<(Vec<u8>, Option<String>)> {
     let mut file = File::open(path)?;
@@ -420,6 +545,20 @@ fn read_small(path: &Path, before: &Metadata) -> std::io::Result<(Vec<u8>, Optio
 
 fn find<'t>(tree: Option<&'t Tree>, name: &OsString) -> Option<&'t Node> {
     tree.and_then(|t| t.find(name.as_bytes()))
+}
+
+/// Whether `err` is, or is caused by, an entry not being there (any more).
+fn not_found(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// Whether `err` is the source file failing to open or read (recorded, the backup goes on) rather than

@@ -6,7 +6,7 @@ mod metadata;
 mod restore;
 mod sync;
 
-pub use backup::{backup, BackupResult};
+pub use backup::{backup, backup_dir, BackupResult, DirBackup, ListedFile, Live};
 pub use exclude::{patterns_from_file, Exclusions, Globs, CACHEDIR_TAG};
 pub use metadata::node_from;
 pub use restore::{

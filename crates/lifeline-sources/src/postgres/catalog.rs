@@ -28,6 +28,15 @@ pub mod keys {
     pub const BACKUP_TYPE: &str = "backup_type";
     pub const PARENT_BACKUP: &str = "parent_backup";
     pub const PGVECTOR: &str = "pgvector";
+    /// `files` (read on the database host) or `stream` (`pg_basebackup`); absent before 0.2.
+    pub const BACKUP_MODE: &str = "backup_mode";
+    /// File mode: the data directory read, and when reading began (ns since the epoch).
+    pub const DATA_DIRECTORY: &str = "data_directory";
+    pub const READ_FROM: &str = "files_read_from";
+    /// File mode: `pg_backup_stop`'s tablespace map (tablespaces are stored in `pg_tblspc`).
+    pub const TABLESPACE_MAP: &str = "tablespace_map";
+    /// A file-mode incremental: the backup whose unchanged files it reused.
+    pub const REUSED_FROM: &str = "reused_from";
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use super::catalog;
 use super::delta;
 use super::error::{Error, Result};
 use super::recovery::{self, Action, Plan, Target, TimelineChoice};
+use super::tablespaces::{self, Placement};
 use super::tools::{self, Tools};
 use crate::files::{self, RestoreResult};
 use crate::Progress;
@@ -44,6 +45,8 @@ pub struct RestoreRequest<'a> {
     /// The caller will start the server afterwards ([`super::server::start`]): its `pg_ctl` is
     /// checked before anything is written.
     pub start: bool,
+    /// Restore each tablespace to `DIR/OID` instead of where it was ([`tablespaces`]).
+    pub tablespace_dir: Option<&'a Path>,
 }
 
 /// What `--delta` found and changed.
@@ -116,7 +119,14 @@ pub fn restore(
     }
 
     let pgdata = absolute(request.pgdata)?;
+    let spaces = tablespaces::placements(&plan.backup().snapshot, request.tablespace_dir)?;
     if request.delta {
+        if !spaces.is_empty() {
+            return Err(Error::Invalid(format!(
+                "base backup {} has tablespaces, which --delta cannot update in place yet; restore into a new or empty directory",
+                plan.backup().id.short()
+            )));
+        }
         delta::check_target(&pgdata, &plan)?;
     }
     let reader = repo.reader()?;
@@ -127,7 +137,7 @@ pub fn restore(
         first_error(&result)?;
         delta_summary = Some(DeltaSummary::from(&result));
     } else if let [only] = plan.chain.as_slice() {
-        restore_tree(&reader, only.snapshot.tree, &pgdata, progress)?;
+        restore_tree(&reader, only.snapshot.tree, &pgdata, &spaces, progress)?;
     } else {
         combine(&tools, &reader, &plan, &pgdata, progress)?;
     }
@@ -143,6 +153,9 @@ pub fn restore(
     // pg_combinebackup flushes what it writes; a plain restore is flushed here.
     if plan.chain.len() == 1 {
         files::sync_tree(&pgdata)?;
+        for space in &spaces {
+            files::sync_tree(&space.dir)?;
+        }
     }
     Ok(Restored {
         pgdata,
@@ -172,19 +185,42 @@ fn absolute(path: &Path) -> Result<PathBuf> {
         .join(path))
 }
 
+/// The data directory, and each tablespace in its own directory, linked from `pg_tblspc`.
 fn restore_tree(
     reader: &BlobReader<'_>,
     tree: Id,
     dir: &Path,
+    spaces: &[Placement],
     progress: &dyn Progress,
 ) -> Result<()> {
-    first_error(&files::restore(
-        reader,
-        tree,
-        dir,
-        &files::RestoreOptions::default(),
-        progress,
-    )?)
+    let in_tblspc = |path: &[u8]| path.starts_with(b"/pg_tblspc/");
+    let mut opts = files::RestoreOptions::default();
+    if !spaces.is_empty() {
+        opts.select.exclude = Some(&in_tblspc);
+    }
+    first_error(&files::restore(reader, tree, dir, &opts, progress)?)?;
+    for space in spaces {
+        let prefix = format!("pg_tblspc/{}", space.oid);
+        let subtree = lifeline_repo::walk::lookup(reader, tree, prefix.as_bytes())?
+            .and_then(|node| node.subtree)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "the backup's tablespace map names tablespace {}, but the backup holds no {prefix}",
+                    space.oid
+                ))
+            })?;
+        let opts = files::RestoreOptions {
+            prefix: prefix.as_bytes(),
+            ..files::RestoreOptions::default()
+        };
+        first_error(&files::restore(
+            reader, subtree, &space.dir, &opts, progress,
+        )?)?;
+        fs::set_permissions(&space.dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(&space.dir, e))?;
+        tablespaces::link(dir, space)?;
+    }
+    Ok(())
 }
 
 /// A data directory with any file missing cannot recover: the first failure fails the restore.
@@ -225,7 +261,7 @@ fn combine(
     let mut dirs = Vec::new();
     for (n, backup) in plan.chain.iter().enumerate() {
         let dir = staging.path().join(format!("{n:03}-{}", backup.id.short()));
-        restore_tree(reader, backup.snapshot.tree, &dir, progress)?;
+        restore_tree(reader, backup.snapshot.tree, &dir, &[], progress)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(&dir, e))?;
         dirs.push(dir);

@@ -1,9 +1,10 @@
-//! `pg backup`: a physical base backup, full or (PostgreSQL 17+) block-incremental.
+//! `pg backup`: a physical base backup, full or incremental, read file by file on the database host
+//! or streamed through `pg_basebackup`.
 
 use std::time::{Duration, Instant};
 
 use lifeline_repo::{Writer, DEFAULT_COMPRESSION};
-use lifeline_sources::postgres::backup::{self, BackedUp, BackupRequest};
+use lifeline_sources::postgres::backup::{self, BackedUp, BackupRequest, Mode};
 use lifeline_sources::postgres::catalog::keys;
 use lifeline_sources::postgres::tools::redact;
 
@@ -21,10 +22,20 @@ pub struct Args {
     #[arg(long, env = "LIFELINE_PG_DB", value_name = "URL")]
     db: String,
 
-    /// Copy only blocks changed since the newest base backup, from WAL summaries (PostgreSQL 17+
-    /// with summarize_wal = on); restore combines the chain
+    /// Read only what changed since the newest base backup: in file mode the files whose size or
+    /// times changed (any version); streamed, the blocks WAL summaries name (PostgreSQL 17+ with
+    /// summarize_wal = on, and restore combines the chain)
     #[arg(long)]
     incremental: bool,
+
+    /// files: read the data directory on this host (it must be the server's, and readable);
+    /// stream: pg_basebackup, from any host; auto: files when possible
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    mode: ModeArg,
+
+    /// Files read in parallel in file mode [default: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: Option<u32>,
 
     /// How long to wait for the WAL the backup needs to reach the repository
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
@@ -33,6 +44,13 @@ pub struct Args {
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Auto,
+    Files,
+    Stream,
 }
 
 pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
@@ -58,6 +76,12 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         url: &args.db,
         incremental: args.incremental,
         wal_timeout: Duration::from_secs(args.wal_timeout),
+        mode: match args.mode {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Files => Mode::Files,
+            ModeArg::Stream => Mode::Stream,
+        },
+        jobs: args.jobs.map_or_else(backup::default_jobs, |j| j as usize),
     };
     let backed_up = backup::backup(&repo, &writer, &request, &|major| pg.tools(major), &bar);
     bar.finish();
@@ -81,6 +105,9 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
             "system_id": info.system_id.to_string(),
             "server_version": info.version,
             "backup_type": snapshot.source.get(keys::BACKUP_TYPE),
+            "backup_mode": snapshot.source.get(keys::BACKUP_MODE),
+            "files_read": s.files_new + s.files_changed,
+            "files_reused": s.files_unmodified,
             "timeline": range.timeline,
             "start_lsn": range.start.to_string(),
             "stop_lsn": range.stop.to_string(),
@@ -95,8 +122,17 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
             "base backup of cluster {} (PostgreSQL {}), timeline {}, WAL {} – {}",
             info.system_id, info.version, range.timeline, range.start, range.stop
         );
+        let mode = snapshot
+            .source
+            .get(keys::BACKUP_MODE)
+            .map_or("stream", String::as_str);
+        let reused = if s.files_unmodified > 0 {
+            format!(" ({} unchanged, not read)", s.files_unmodified)
+        } else {
+            String::new()
+        };
         println!(
-            "{} files, {}; added to the repository: {} in {:.1} s",
+            "{} files{reused}, {}, read as {mode}; added to the repository: {} in {:.1} s",
             s.files,
             human_bytes(s.bytes),
             human_bytes(s.data_added),

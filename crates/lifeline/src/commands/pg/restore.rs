@@ -65,6 +65,11 @@ pub struct Args {
     #[arg(long, value_name = "SNAPSHOT")]
     set: Option<String>,
 
+    /// Restore each tablespace to DIR/OID (linked from pg_tblspc) instead of where it was, which
+    /// must then be missing or empty
+    #[arg(long, value_name = "DIR")]
+    tablespace_dir: Option<PathBuf>,
+
     #[command(flatten)]
     filter: SnapshotFilterArgs,
 
@@ -163,6 +168,7 @@ pub fn run(ctx: &Context, pg: &Pg, args: Args) -> anyhow::Result<u8> {
         keep_archiving: args.archive_mode == ArchiveMode::Preserve,
         restore_command: &restore_command,
         start: args.start,
+        tablespace_dir: args.tablespace_dir.as_deref(),
     };
     let bar = Bar::new(ctx.json, None);
     let restored = restore::restore(&repo, &request, &|major| pg.tools(major), &bar);
