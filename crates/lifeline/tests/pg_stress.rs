@@ -2,7 +2,7 @@
 //! archive_command fails, PostgreSQL keeps the segments, archiving resumes when the repository is
 //! back, with no gap), `pg_basebackup` or a file-mode `lifeline pg backup` killed in the middle of
 //! a backup, and the server crashing during either (no snapshot, nothing a restore would pick, and
-//! the next backup succeeds).
+//! the next backup succeeds); a backlog of segments archived ahead with no gap.
 //!
 //! Needs `scripts/postgres.sh install` and its `env` exports (scripts/test.sh does it).
 #![allow(clippy::unwrap_used)]
@@ -335,4 +335,50 @@ fn the_server_crashing_during_a_file_mode_backup_leaves_nothing_a_restore_would_
         "the error does not say what failed: {stderr}"
     );
     assert_no_trace_and_the_next_backup_restores(&env, before);
+}
+
+/// A backlog (the repository was away while 40 segments filled) is archived ahead: the first call
+/// stores the asked segment and the next ones in parallel, PostgreSQL's calls for those are answered
+/// by their markers, every segment reaches the archive byte for byte and no marker is left over.
+#[test]
+fn a_backlog_of_segments_is_archived_ahead_with_no_gap() {
+    let env = Env::new(
+        PgVersion::V15,
+        "ahead",
+        &[
+            ("checkpoint_timeout", "1h"),
+            ("max_wal_size", "4GB"),
+            ("wal_keep_size", "4GB"),
+        ],
+    );
+    let c = &env.cluster;
+    c.psql(TABLE_SQL);
+    switch_wal(c);
+    let away = env.path("repo-away");
+    fs::rename(&env.repo, &away).unwrap();
+    let mut held = Vec::new();
+    for id in 1..=40 {
+        let _ = commit_row(c, id);
+        held.push(switch_wal_now(c));
+    }
+    fs::rename(&away, &env.repo).unwrap();
+    let clock = Instant::now();
+    let _ = commit_row(c, 41);
+    let last = switch_wal(c);
+    let seconds = clock.elapsed().as_secs_f64();
+    assert!(last > held[39]);
+    for seg in &held {
+        let fetched = env.path(&format!("fetched-{seg}"));
+        env.run(&["pg", "wal-fetch", seg, s(&fetched), "--pgdata", s(&c.dir)])
+            .assert_success();
+        assert!(
+            fs::read(&fetched).unwrap() == fs::read(c.dir.join("pg_wal").join(seg)).unwrap(),
+            "{seg} in the archive differs from the server's"
+        );
+    }
+    let markers = c.dir.join("pg_wal/lifeline_ahead");
+    assert!(markers.is_dir(), "nothing was archived ahead");
+    let left: Vec<_> = fs::read_dir(&markers).unwrap().collect();
+    assert!(left.is_empty(), "markers left over: {left:?}");
+    eprintln!("pg wal-push ahead: a backlog of 41 segments archived in {seconds:.1} s");
 }
