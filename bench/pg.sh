@@ -4,10 +4,14 @@
 #   scripts/postgres.sh install && cargo build --release -p lifeline && bench/pg.sh
 #
 # Steps (each tool into its own repository on the same local disk):
-#   1. full base backup            lifeline pg backup           | pgbackrest backup --type=full
-#   2. the same again, unchanged   lifeline pg backup           | pgbackrest backup --type=full, then incr and diff
+#   1. full base backup            lifeline pg backup --mode files | pgbackrest backup --type=full
+#   2. the same again, unchanged   lifeline pg backup --mode files, --mode stream (context), --incremental
+#                                                               | pgbackrest backup --type=full, then incr and diff
+#   2b. incremental after 1% of the rows changed (UPDATE of one contiguous 1% of pgbench_accounts)
+#                                  lifeline pg backup --incremental | pgbackrest backup --type=incr
 #   3. WAL push, one process per segment over WAL_SEGS real 16 MiB segments, as archive_command runs it
-#                                  lifeline pg wal-push         | pgbackrest archive-push (synchronous)
+#      on a backlog (every segment .ready, as after a burst; each marked .done once both tools pushed it)
+#                                  lifeline pg wal-push (archives ahead) | pgbackrest archive-push (synchronous)
 #   4. point-in-time recovery of the latest backup to a time between two pgbench loads, until the server
 #      is promoted; the restored row counts must equal those recorded at that time
 #                                  lifeline pg restore --start  | pgbackrest restore + pg_ctl start
@@ -246,18 +250,20 @@ br_sizes() { echo "$(bytes_of "$br_dir/repo/backup/bench") $(bytes_of "$br_dir/r
 log "source: $src_bytes bytes in the data directory without pg_wal ($db_bytes in databases)"
 read -r ll_prev _ < <(ll_sizes)
 read -r br_prev _ < <(br_sizes)
-ll_backup() { # STEP
+ll_backup() { # STEP ARGS...
+	local step=$1; shift
+	set -- "$step" "$@"
 	drop_caches
-	run_timed "lifeline-$1" "$LL" --config "$cfg" --json pg backup --db "$url"
+	run_timed "lifeline-$1" "$LL" --config "$cfg" --json pg backup --db "$url" "${@:2}"
 	added=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data_added"])' "$logs/lifeline-$1.out")
 	read -r size wal < <(ll_sizes)
 	record lifeline "$1" "$wall" "$user" "$sys" "$rss_kib" "$src_bytes" "$size" "$wal" "$added" \
 		"repo grew $((size - ll_prev)) bytes; lifeline reports data_added $added"
 	ll_prev=$size
 }
-br_backup() { # STEP (full1 full2 incr diff)
+br_backup() { # STEP TYPE (full incr diff)
 	drop_caches
-	run_timed "pgbackrest-$1" "${BR[@]}" --stanza=bench backup --type="${1%[12]}"
+	run_timed "pgbackrest-$1" "${BR[@]}" --stanza=bench backup --type="$2"
 	read -r size wal < <(br_sizes)
 	record pgbackrest "$1" "$wall" "$user" "$sys" "$rss_kib" "$src_bytes" "$size" "$wal" "$((size - br_prev))" \
 		"backup/ grew $((size - br_prev)) bytes"
@@ -265,12 +271,19 @@ br_backup() { # STEP (full1 full2 incr diff)
 }
 # Interleaved, so that each tool's latest backup (restored in step 4) is close to the other's: the
 # WAL each recovery replays differs only by the few segments of the backups in between.
-br_backup full1
-ll_backup full1
-br_backup full2
-ll_backup full2
-br_backup incr
-br_backup diff
+br_backup full1 full
+ll_backup full1 --mode files
+br_backup full2 full
+ll_backup full2 --mode files
+ll_backup full-stream --mode stream
+br_backup incr incr
+ll_backup incr --mode files --incremental
+br_backup diff diff
+# 1% of the rows, contiguous (as a day's new and updated rows of one range would be), then CHECKPOINT
+# so the changed pages are on disk for both tools.
+q "$port" -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((SCALE * 1000))" -c "CHECKPOINT"
+br_backup incr-1pct incr
+ll_backup incr-1pct --mode files --incremental
 as_pg "${BR[@]}" --stanza=bench info >"$logs/pgbackrest-info.log" 2>&1 || true
 as_pg "$LL" --config "$cfg" pg status >"$logs/lifeline-status.log" 2>&1 || true
 
@@ -387,9 +400,15 @@ mapfile -t segs < <(cd "$walgen/data/pg_wal" && printf '%s\n' [0-9A-F]*[0-9A-F] 
 log "$WAL_SEGS segments (${segs[0]} .. ${segs[-1]}) in $(secs "$t0" "$(now)") s; pushing them"
 
 # One process per segment, as archive_command runs them, from the data directory with %p =
-# pg_wal/SEGMENT. Each segment is read once first (untimed): PostgreSQL has just written it, so it is in
-# the page cache. The two tools alternate which goes first.
+# pg_wal/SEGMENT, on a backlog: every segment waits with its .ready file, as after a burst, and is
+# marked .done (as PostgreSQL does) once both tools pushed it; lifeline archives ahead from the .ready
+# files. Each segment is read once first (untimed): PostgreSQL has just written it, so it is in the
+# page cache. The two tools alternate which goes first.
 push_times="$work/wal-push.tsv"
+for seg in "${segs[@]}"; do
+	rm -f "$walgen/data/pg_wal/archive_status/$seg.done"
+	install -m 600 -o postgres -g postgres /dev/null "$walgen/data/pg_wal/archive_status/$seg.ready"
+done
 PG_CWD="$walgen/data" as_pg bash -c '
 	ll=$1 cfg=$2 conf=$3 out=$4 n=0; shift 4
 	: >"$out"
@@ -403,6 +422,7 @@ PG_CWD="$walgen/data" as_pg bash -c '
 			t1=$EPOCHREALTIME
 			printf "%s\t%s\t%s\t%s\n" "$tool" "$seg" "$t0 $t1" "$(tail -n1 "$out.rusage")" >>"$out"
 		done
+		mv "pg_wal/archive_status/$seg.ready" "pg_wal/archive_status/$seg.done"
 		n=$((n + 1))
 	done' _ "$LL" "$cfg" "$br_conf" "$push_times" "${segs[@]}" 2>"$logs/wal-push.log" \
 	|| { tail "$logs/wal-push.log" >&2; die "WAL push failed"; }
@@ -428,7 +448,9 @@ for tool in ("lifeline", "pgbackrest"):
     cpu = statistics.mean(r[1] + r[2] for r in rs)
     rss = max(r[3] for r in rs)
     seg = raw / n
+    per_min = n / sum(walls) * 60
     detail = (f"n={n}; max {max(walls) * 1000:.0f} ms; CPU {cpu * 1000:.0f} ms/segment; "
+              f"{per_min:,.0f} segments/min back to back; "
               f"archive {sizes[tool]} bytes = {sizes[tool] / raw:.3f} of {raw} raw")
     for step, w in (("wal-push-mean", statistics.mean(walls)), ("wal-push-p50", pct(50)), ("wal-push-p95", pct(95))):
         mbps = seg / 1e6 / w if w else 0

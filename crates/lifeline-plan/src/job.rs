@@ -257,7 +257,7 @@ pub(crate) fn build(
             url: source.db.clone().ok_or_else(|| missing("db"))?,
             incremental: job == JobKind::Incremental,
             wal_timeout: source.wal_timeout.unwrap_or(Duration::from_secs(300)),
-            mode: lifeline_sources::postgres::backup::Mode::Auto,
+            mode: source.mode.unwrap_or_default(),
             jobs: source
                 .jobs
                 .map_or_else(lifeline_sources::postgres::backup::default_jobs, |j| {

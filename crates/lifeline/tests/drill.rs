@@ -265,6 +265,13 @@ fn postgres_drills_measure_rto_and_rpo_and_fail_on_missed_targets_and_damage() {
 #[test]
 fn pg18_drills_restore_an_incremental_chain_check_pgvector_and_warn_without_amcheck() {
     let (env, _) = env_with_app(PgVersion::V18, "drill18");
+    // Streamed, so the incremental job takes a block-level incremental that builds a chain.
+    let plan = fs::read_to_string(&env.cfg).unwrap().replace(
+        "kind = \"postgres\"\n",
+        "kind = \"postgres\"\nmode = \"stream\"\n",
+    );
+    fs::write(&env.cfg, plan).unwrap();
+    env.run(&["plan", "check"]).assert_success();
     let c = &env.cluster;
     c.psql_db(
         "app",

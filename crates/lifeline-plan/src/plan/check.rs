@@ -599,6 +599,7 @@ fn set_keys(s: &super::SourceDef) -> Vec<&'static str> {
         ("base_backup", s.base_backup.is_some()),
         ("wal_timeout", s.wal_timeout.is_some()),
         ("schemas", !s.schemas.is_empty()),
+        ("mode", s.mode.is_some()),
         ("jobs", s.jobs.is_some()),
         ("checks", !s.checks.is_empty()),
         ("command", s.command.is_some()),

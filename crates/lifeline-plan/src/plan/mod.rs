@@ -160,7 +160,7 @@ impl SourceKind {
                 "exclude_caches",
                 "one_file_system",
             ],
-            SourceKind::Postgres => &["db", "base_backup", "wal_timeout", "jobs", "checks"],
+            SourceKind::Postgres => &["db", "base_backup", "wal_timeout", "mode", "jobs", "checks"],
             SourceKind::PostgresDump => &["db", "schemas", "jobs", "checks"],
             SourceKind::Command => &["command", "filename", "timeout"],
             SourceKind::Redis => &["url", "password_file", "tls_ca_file", "aof_dir"],
@@ -212,6 +212,9 @@ pub struct SourceDef {
     /// postgres-dump: schemas to dump (all user schemas when empty).
     #[serde(default)]
     pub schemas: Vec<String>,
+    /// postgres: `auto`, `files` or `stream` (`pg backup --mode`).
+    #[serde(default)]
+    pub mode: Option<lifeline_sources::postgres::backup::Mode>,
     /// postgres-dump: `pg_dump --jobs`; postgres: files read in parallel (file mode).
     #[serde(default)]
     pub jobs: Option<u32>,

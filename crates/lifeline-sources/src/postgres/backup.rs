@@ -19,8 +19,9 @@ use super::tools::{self, Tools};
 use super::vector;
 use crate::Progress;
 
-/// How the data directory reaches the repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the data directory reaches the repository (`--mode`, the plan's `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Files when this process can read the server's data directory, else stream.
     #[default]
