@@ -58,3 +58,40 @@ fn tar_entry_with_an_mtime_beyond_i64_nanoseconds_is_stored_without_overflow() {
     assert_eq!(stored.summary.files, 1);
     writer.close();
 }
+
+/// `fuzz/artifacts/pg_tar/crash-412e4231…` (long run of 2026-12-03): a kept file (`backup_manifest`)
+/// whose header claims a size near 2^64 made `Vec::with_capacity` panic ("capacity overflow").
+#[test]
+fn kept_tar_entry_claiming_an_enormous_size_is_refused_without_a_capacity_overflow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = std::sync::Arc::new(lifeline_repo::storage::LocalStorage::new(dir.path()));
+    let repo = lifeline_repo::Repository::init(storage, b"pw", 1 << 20).expect("init");
+    // One file entry named backup_manifest whose size (base-256) is 2^63 - 1 bytes.
+    let mut header = [0u8; 512];
+    header[..15].copy_from_slice(b"backup_manifest");
+    header[100..107].copy_from_slice(b"0000600");
+    header[124] = 0x80;
+    header[124 + 4..136].copy_from_slice(&(u64::MAX >> 1).to_be_bytes());
+    header[136..147].copy_from_slice(b"00000000000");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].fill(b' ');
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut stream = header.to_vec();
+    stream.extend_from_slice(b"{}");
+    let writer = lifeline_repo::Writer::new(&repo, None, 1).expect("writer");
+    let stored = lifeline_sources::postgres::tar_tree::store(
+        &writer,
+        stream.as_slice(),
+        &["backup_manifest"],
+        &lifeline_sources::Quiet,
+    );
+    let err = stored.err().expect("a stream that ends early is refused");
+    assert!(
+        err.to_string().contains("backup_manifest ends after 2"),
+        "{err}"
+    );
+    writer.close();
+}

@@ -102,7 +102,9 @@ pub fn store(
             node.content = Some(content);
             builder.add(&path, node);
         } else {
-            let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            // Sized by what arrives, not by the header: a kept file's header may claim any size.
+            let mut data =
+                Vec::with_capacity(usize::try_from(size.min(BUNDLE_FILE_LIMIT)).unwrap_or(0));
             body.read_to_end(&mut data)
                 .map_err(|e| Error::io(&path, e))?;
             if data.len() as u64 != size {
