@@ -186,7 +186,7 @@ pub fn lifeline_bin() -> PathBuf {
 }
 
 fn publish_lifeline_bin() -> PathBuf {
-    const OLD: Duration = Duration::from_secs(24 * 3600);
+    const OLD: Duration = Duration::from_secs(3 * 3600);
     let src = Path::new(BIN);
     let meta = fs::metadata(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let base = Path::new("/tmp/lifeline-test-bin");
@@ -205,7 +205,7 @@ fn publish_lifeline_bin() -> PathBuf {
     if dst.is_file() {
         return dst;
     }
-    // Copies of builds not used for a day go (a concurrent run of an older build
+    // Copies of builds not used for three hours go (500 MB each; a concurrent run of an older build
     // may still use a recent one).
     for e in fs::read_dir(base).unwrap().flatten() {
         let stale = e
