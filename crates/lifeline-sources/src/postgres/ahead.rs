@@ -9,6 +9,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use lifeline_repo::named::Stored;
 use lifeline_repo::Repository;
 
 use super::error::{Error, Result};
@@ -86,7 +87,7 @@ pub fn stored_ahead(pgdata: &Path, path: &Path) -> bool {
 
 /// Up to `max` segments other than `asked` that wait for the archiver, oldest first (the order
 /// PostgreSQL will ask for them), without a marker.
-pub fn waiting(pgdata: &Path, asked: &str, max: usize) -> Vec<String> {
+fn waiting(pgdata: &Path, asked: &str, max: usize) -> Vec<String> {
     if max == 0 {
         return Vec::new();
     }
@@ -109,10 +110,38 @@ pub fn waiting(pgdata: &Path, asked: &str, max: usize) -> Vec<String> {
     names
 }
 
+/// `archive_command`'s push of `path` (relative to `pgdata`, as `%p`): that file on this thread and,
+/// beside it on `jobs - 1` more, up to `ahead` more segments that wait for the archiver. Only the
+/// asked file's result decides; returns its object key and how it was stored.
+pub fn push(
+    repo: &Repository,
+    pgdata: &Path,
+    path: &Path,
+    ahead: usize,
+    jobs: usize,
+) -> Result<(String, Stored)> {
+    sweep(pgdata);
+    let asked = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let others = waiting(pgdata, &asked, ahead);
+    let (pushed, stored_ahead) = std::thread::scope(|scope| {
+        let others =
+            scope.spawn(|| push_ahead(repo, pgdata, &others, jobs.saturating_sub(1).max(1)));
+        let pushed = wal::push(repo, pgdata, path);
+        (pushed, others.join().unwrap_or(0))
+    });
+    if stored_ahead > 0 {
+        tracing::info!("archived {stored_ahead} more segment(s) ahead");
+    }
+    pushed
+}
+
 /// Store `names` (segments in `pgdata/pg_wal`) with `jobs` in parallel, leaving a marker for each
 /// one stored. A segment that fails is left for PostgreSQL's own call, which reports the error;
 /// returns how many were stored.
-pub fn push_ahead(repo: &Repository, pgdata: &Path, names: &[String], jobs: usize) -> usize {
+fn push_ahead(repo: &Repository, pgdata: &Path, names: &[String], jobs: usize) -> usize {
     if names.is_empty() {
         return 0;
     }
@@ -153,7 +182,7 @@ fn push_one(repo: &Repository, pgdata: &Path, name: &str) -> Result<()> {
 }
 
 /// Remove markers whose segment is gone (PostgreSQL recycled it after archiving it some other way).
-pub fn sweep(pgdata: &Path) {
+fn sweep(pgdata: &Path) {
     let dir = wal_dir(pgdata).join(MARKERS);
     let Ok(entries) = fs::read_dir(&dir) else {
         return;

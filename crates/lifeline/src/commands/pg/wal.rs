@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use lifeline_repo::named::Stored;
 use lifeline_sources::postgres::ahead;
+use lifeline_sources::postgres::backup::default_jobs;
 use lifeline_sources::postgres::wal::{self, Fetched};
 
 use crate::context::Context;
@@ -44,29 +45,8 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<u8> {
     }
     let repo = ctx.open()?;
     repo.require_write("pg wal-push")?;
-    ahead::sweep(&args.pgdata);
-    let asked = args
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let others = ahead::waiting(&args.pgdata, &asked, args.ahead);
-    let jobs = args.jobs.map_or_else(
-        || std::thread::available_parallelism().map_or(2, usize::from),
-        |j| j as usize,
-    );
-    // The asked segment on this thread, the others beside it; the asked one's result decides.
-    let (pushed, ahead_stored) = std::thread::scope(|scope| {
-        let others = scope.spawn(|| {
-            ahead::push_ahead(&repo, &args.pgdata, &others, jobs.saturating_sub(1).max(1))
-        });
-        let pushed = wal::push(&repo, &args.pgdata, &args.path);
-        (pushed, others.join().unwrap_or(0))
-    });
-    if ahead_stored > 0 {
-        tracing::info!("archived {ahead_stored} more segment(s) ahead");
-    }
-    let (key, stored) = pushed?;
+    let jobs = args.jobs.map_or_else(default_jobs, |j| j as usize);
+    let (key, stored) = ahead::push(&repo, &args.pgdata, &args.path, args.ahead, jobs)?;
     match stored {
         Stored::New => tracing::info!("archived {key}"),
         Stored::AlreadyThere => tracing::info!("{key} was already archived with the same content"),
