@@ -111,7 +111,8 @@ pub struct ListedFile {
 }
 
 /// What [`backup_dir`] stored: the entries of the directory's tree, for the caller to add to and
-/// seal (a tree just written cannot be read back before the session ends), and every file below.
+/// seal (a tree just written cannot be read back before the session ends), and every file below
+/// (in the order the readers finished them).
 pub struct DirBackup {
     pub nodes: Vec<Node>,
     pub files: Vec<ListedFile>,
@@ -136,12 +137,11 @@ pub fn backup_dir(
     let mut session = Session::new(writer, exclusions, live, progress);
     session.listing = Some((dir.to_path_buf(), Mutex::new(Vec::new())));
     let nodes = session.dir_nodes(dir, meta.dev(), parent)?;
-    let mut files = session
+    let files = session
         .listing
         .take()
         .map(|(_, files)| files.into_inner().unwrap_or_default())
         .unwrap_or_default();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     let vanished = session.vanished.load(Ordering::Relaxed);
     let (summary, errors, excluded) = session.counts();
     Ok(DirBackup {
