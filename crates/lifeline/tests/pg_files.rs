@@ -13,7 +13,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::thread;
 
 use common::pg::{as_postgres, chown_to_postgres, Cluster, PgVersion};
@@ -22,17 +21,6 @@ use common::{json_str, json_u64, run, EXIT_FATAL};
 
 const ACCOUNTS_MD5: &str =
     "SELECT md5(string_agg(aid || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts";
-
-#[track_caller]
-fn verifybackup(version: PgVersion, dir: &Path) {
-    run(
-        as_postgres(version.bin("pg_verifybackup"))
-            .arg("--no-parse-wal")
-            .arg(dir),
-        None,
-    )
-    .assert_success();
-}
 
 /// pgbench writing for `seconds` on its own thread, while the caller backs up.
 fn load(c: &Cluster, seconds: u32) -> thread::JoinHandle<()> {
@@ -108,7 +96,7 @@ fn full_and_incremental_recover_exact_rows(version: PgVersion) {
         let set = json_str(id, "snapshot_id");
         let (out, dir) = env.restore(name, &["--target", "immediate", "--set", set]);
         out.assert_success();
-        verifybackup(version, &dir);
+        verifybackup(version, &dir).assert_success();
     }
     let check = env.run(&["check", "--read-data"]);
     check.assert_success();
@@ -178,7 +166,7 @@ fn tablespaces_restore_under_the_tablespace_dir(version: PgVersion) {
         ],
     );
     out.assert_success();
-    verifybackup(version, &dir);
+    verifybackup(version, &dir).assert_success();
 }
 
 #[test]

@@ -16,13 +16,12 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::pg::{as_postgres, chown_to_postgres, Cluster, PgVersion};
+use common::pg::{chown_to_postgres, Cluster, PgVersion};
 use common::pitr::*;
-use common::{json_str, json_u64, run, Out, EXIT_FATAL, EXIT_OK};
+use common::{json_str, json_u64, EXIT_FATAL, EXIT_OK};
 
 // ---------------------------------------------------------------------------
 // 1. Archiving under load, a full backup, status, and a deduplicated second backup
@@ -534,16 +533,6 @@ fn wal_fetch_and_push_pg18() {
 // ---------------------------------------------------------------------------
 // 6. pg_verifybackup accepts restored data directories; incremental backups (17+)
 // ---------------------------------------------------------------------------
-
-#[track_caller]
-fn verifybackup(version: PgVersion, dir: &Path) -> Out {
-    run(
-        as_postgres(version.bin("pg_verifybackup"))
-            .arg("--no-parse-wal")
-            .arg(dir),
-        None,
-    )
-}
 
 fn verified_restores(version: PgVersion) {
     let env = Env::new(version, "verify", &[]);

@@ -36,6 +36,17 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// `pg_verifybackup --no-parse-wal DIR` as the postgres user (a restored directory has no WAL).
+#[track_caller]
+pub fn verifybackup(version: PgVersion, dir: &Path) -> Out {
+    run(
+        as_postgres(version.bin("pg_verifybackup"))
+            .arg("--no-parse-wal")
+            .arg(dir),
+        None,
+    )
+}
+
 /// `lifeline ARGS` as the postgres user, with nothing from the test's environment choosing the
 /// repository, key or servers.
 pub fn lifeline(args: &[&str]) -> Out {
