@@ -323,12 +323,29 @@ fn read_dir(
 ) -> Result<DirBackup> {
     let read = files::backup_dir(writer, dir, parent, exclusions, live, progress)?;
     if let Some(first) = read.errors.first() {
+        // Only a refusal is fixed by another user; an I/O error (a failing disk) is not.
+        // (The message is the OS's text: "Permission denied (os error 13)".)
+        let fix = if first
+            .message
+            .to_ascii_lowercase()
+            .contains("permission denied")
+        {
+            "run lifeline as the data directory's owner (or a member of its group with initdb --allow-group-access)"
+        } else {
+            "a base backup needs every file: repair what stops it being read (the storage, for an I/O error) and run the backup again"
+        };
+        // Errors from opening or reading a file already start with its path.
+        let cause = first
+            .message
+            .strip_prefix(&format!("{}: ", first.path))
+            .unwrap_or(&first.message);
+        let more = match read.errors.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more under {})", dir.display()),
+        };
         return Err(Error::Invalid(format!(
-            "{} entries of {} could not be read, first {}: {}; run lifeline as the data directory's owner (or a member of its group with initdb --allow-group-access)",
-            read.errors.len(),
-            dir.display(),
-            first.path,
-            first.message
+            "{} could not be read: {cause}{more}; {fix}",
+            first.path
         )));
     }
     Ok(read)
