@@ -4,7 +4,8 @@
 # Usage: scripts/reliability.sh crash [KILLS]       every writing command killed KILLS times (default
 #                                                   100; CI: 10), LIFELINE_CRASH_SEED picks the seed
 #        scripts/reliability.sh corruption          the corruption matrix (every object kind × damage)
-#        scripts/reliability.sh disk                full disks and read-only storage (needs root)
+#        scripts/reliability.sh disk                full disks, read-only storage and source read errors
+#                                                   (needs root; faultfs needs /dev/fuse)
 #        scripts/reliability.sh storage             S3 faults and a Garage node stopped, for every command
 #        scripts/reliability.sh postgres            PostgreSQL under stress
 #        scripts/reliability.sh stress [SECONDS]    prune in a loop beside four backup loops (default 1800)
@@ -36,6 +37,7 @@ corruption)
 	;;
 disk)
 	suite full_disk
+	suite read_errors
 	;;
 storage)
 	suite s3 faults node

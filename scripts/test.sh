@@ -80,5 +80,12 @@ if [[ ! -x $LIFELINE_NODETOOL || ! -x $LIFELINE_CQLSH ]]; then
 	scripts/cassandra.sh install
 fi
 
+# The source read error tests mount scripts/faultfs.py (FUSE) with LIFELINE_FAULTFS_PYTHON.
+eval "$(scripts/faultfs.sh env)"
+if ! "$LIFELINE_FAULTFS_PYTHON" -c 'import fuse' >/dev/null 2>&1; then
+	echo "test.sh: faultfs not found; installing it with 'scripts/faultfs.sh install'" >&2
+	scripts/faultfs.sh install
+fi
+
 # Not `exec`: the EXIT trap must still stop the cluster; cargo's exit status becomes ours through it.
 cargo test --workspace --locked --no-fail-fast "$@"

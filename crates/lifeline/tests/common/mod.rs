@@ -8,6 +8,7 @@
 
 pub mod cassandra;
 pub mod fault_proxy;
+pub mod faultfs;
 pub mod garage;
 pub mod hsm;
 pub mod pg;
