@@ -16,6 +16,9 @@ pub struct Archive {
     pub segments: BTreeMap<u32, BTreeSet<u64>>,
     /// Each timeline's ancestry from its `.history` file (absent for timeline 1).
     pub histories: BTreeMap<u32, Vec<Branch>>,
+    /// By timeline and segment, the largest part `pg receive-wal` stored of a segment not (yet)
+    /// archived whole.
+    pub streamed: BTreeMap<u32, BTreeMap<u64, WalName>>,
 }
 
 /// A timeline to follow from `begin` (the segment holding its switch point) on.
@@ -75,6 +78,23 @@ impl Archive {
                 }
                 // PostgreSQL never asks for these during recovery; they are kept, not counted.
                 WalKind::Partial { .. } | WalKind::Backup => {}
+                // Not a segment recovery can read past: `wal-fetch` serves the largest one only
+                // where no whole segment is archived, and recovery ends inside it.
+                WalKind::Streamed { bytes, .. } => {
+                    if let Some(segno) = name.segment_number(segment_size) {
+                        let parts = archive.streamed.entry(name.timeline).or_default();
+                        let larger = match parts.get(&segno) {
+                            Some(WalName {
+                                kind: WalKind::Streamed { bytes: had, .. },
+                                ..
+                            }) => bytes > *had,
+                            _ => true,
+                        };
+                        if larger {
+                            parts.insert(segno, name);
+                        }
+                    }
+                }
                 WalKind::History => {
                     let data = repo.get_named(&object.key)?.data;
                     let text = String::from_utf8_lossy(&data);
@@ -85,6 +105,20 @@ impl Archive {
             }
         }
         Ok(archive)
+    }
+
+    /// The streamed part recovery reads after segment `last` (the end of a walk) when the segment
+    /// after it was never archived whole: where recovery from this archive really ends.
+    pub fn streamed_after(&self, last: Segment) -> Option<(Segment, &WalName)> {
+        let next = Segment {
+            timeline: last.timeline,
+            segno: last.segno + 1,
+        };
+        if self.has(next) {
+            return None;
+        }
+        let name = self.streamed.get(&next.timeline)?.get(&next.segno)?;
+        Some((next, name))
     }
 
     /// Forget one segment (to judge the archive as it would be without it).
@@ -302,8 +336,16 @@ impl Archive {
 
 /// When the object holding `segment` was archived (ms since the epoch).
 pub fn archived_at(repo: &Repository, archive: &Archive, segment: Segment) -> Result<u64> {
-    let key = archive.key(segment)?;
-    repo.named_stored_at(&key).map_err(|e| match e {
+    stored_at(repo, &archive.key(segment)?)
+}
+
+/// When a streamed part of a segment was stored (ms since the epoch).
+pub fn streamed_at(repo: &Repository, archive: &Archive, part: &WalName) -> Result<u64> {
+    stored_at(repo, &wal::object_key(archive.system_id, part))
+}
+
+fn stored_at(repo: &Repository, key: &str) -> Result<u64> {
+    repo.named_stored_at(key).map_err(|e| match e {
         lifeline_repo::Error::ObjectMissing { .. } => {
             Error::Invalid(format!("{key} vanished from the archive while it was read"))
         }
@@ -329,6 +371,7 @@ mod tests {
                 .iter()
                 .map(|(t, h)| (*t, wal::parse_history(h).expect("history")))
                 .collect(),
+            streamed: BTreeMap::new(),
         }
     }
 
@@ -398,6 +441,34 @@ mod tests {
             a.forks(&stay, Lsn(0x200_0028)).len(),
             1,
             "timeline 2 left the path"
+        );
+    }
+
+    #[test]
+    fn the_largest_streamed_part_after_the_last_whole_segment_is_where_recovery_ends() {
+        let mut a = archive(&[(1, &[3, 4])], &[]);
+        let part = wal::streamed_name(&wal::segment_name(1, 5, SEG), 0x9000);
+        a.streamed
+            .entry(1)
+            .or_default()
+            .insert(5, WalName::parse(&part).expect("streamed"));
+        let last = Segment {
+            timeline: 1,
+            segno: 4,
+        };
+        let (next, part) = a.streamed_after(last).expect("a part of segment 5");
+        assert_eq!(next.segno, 5);
+        assert_eq!(
+            part.name,
+            "000000010000000000000005.partial.0000000000009000"
+        );
+        assert!(
+            a.streamed_after(Segment {
+                timeline: 1,
+                segno: 3
+            })
+            .is_none(),
+            "segment 4 is archived whole"
         );
     }
 

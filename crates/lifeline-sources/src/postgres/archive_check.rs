@@ -117,7 +117,8 @@ fn structure(archive: &Archive, backups: &[&BaseBackup], problems: &mut Vec<Prob
     }
 }
 
-/// Open one WAL object whole; a problem if it does not authenticate or is not a whole segment.
+/// Open one WAL object whole; a problem if it does not authenticate, or a segment or streamed part
+/// does not hold the bytes it should.
 fn read(repo: &Repository, key: &str, segment_size: u64) -> Option<Problem> {
     let name = key.rsplit('/').next().and_then(|n| WalName::parse(n).ok());
     let detail = match repo.get_named(key) {
@@ -129,6 +130,14 @@ fn read(repo: &Repository, key: &str, segment_size: u64) -> Option<Problem> {
                 ..
             }) if object.data.len() as u64 != segment_size => format!(
                 "holds {} bytes, not a whole {segment_size}-byte segment",
+                object.data.len()
+            ),
+            // A streamed part holds exactly as many bytes as its name says.
+            Some(WalName {
+                kind: WalKind::Streamed { bytes, .. },
+                ..
+            }) if object.data.len() as u64 != bytes => format!(
+                "holds {} bytes, but its name says {bytes}",
                 object.data.len()
             ),
             _ => return None,

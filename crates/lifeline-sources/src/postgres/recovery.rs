@@ -212,7 +212,22 @@ pub fn plan(
             chosen.id.short()
         ))
     })?;
-    let archive_end_ms = archive::archived_at(repo, &archive, last)?;
+    // Past the newest whole segment, `pg wal-fetch` serves the largest part `pg receive-wal`
+    // stored of the next one: recovery to a time, a transaction or the end goes that far.
+    let streamed = match &target {
+        Target::Immediate | Target::Lsn(_) => None,
+        _ => archive.streamed_after(last),
+    };
+    let (last_segment, archive_end_ms) = match streamed {
+        Some((_, part)) => (
+            part.name.clone(),
+            archive::streamed_at(repo, &archive, part)?,
+        ),
+        None => (
+            archive.name(last),
+            archive::archived_at(repo, &archive, last)?,
+        ),
+    };
     if let Target::Time(t) = &target {
         // WAL for a time is archived after that time: if the newest usable segment was stored
         // before the target, the commits up to the target are not all in the archive yet.
@@ -222,13 +237,12 @@ pub fn plan(
                     .map(|d| d.to_rfc3339())
                     .unwrap_or_default();
             return Err(Error::Invalid(format!(
-                "cannot reach {target}: the newest archived WAL (segment {}) was archived at {end}, before it; if the server is running, `SELECT pg_switch_wal()` archives the WAL written since",
-                archive.name(last)
+                "cannot reach {target}: the newest archived WAL ({last_segment}) was archived at {end}, before it; if the server is running, `SELECT pg_switch_wal()` archives the WAL written since"
             )));
         }
     }
     Ok(Plan {
-        last_segment: archive.name(last),
+        last_segment,
         chain,
         target,
         timeline,

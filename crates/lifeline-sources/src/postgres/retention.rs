@@ -105,11 +105,18 @@ impl Needs {
             // probing 1, 2, … past its own: every history file from the oldest kept backup's
             // timeline on is needed.
             WalKind::History => name.timeline >= self.history_from,
-            _ => match (self.from.get(&name.timeline), name.segment_of(segment_size)) {
-                (Some(&first), Some(segno)) => segno >= first,
-                (Some(_), None) => true,
-                (None, _) => false,
-            },
+            // Segments, segments cut at a switch, backup files and the parts `pg receive-wal`
+            // streamed: by the segment they belong to.
+            WalKind::Segment { .. }
+            | WalKind::Partial { .. }
+            | WalKind::Backup
+            | WalKind::Streamed { .. } => {
+                match (self.from.get(&name.timeline), name.segment_of(segment_size)) {
+                    (Some(&first), Some(segno)) => segno >= first,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            }
         }
     }
 }
@@ -300,4 +307,29 @@ pub fn copy_wal(src: &Repository, dst: &Repository) -> Result<WalCopy> {
         bytes: bytes.into_inner(),
         present: present.into_inner(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamed_part_is_needed_as_its_segment_is() {
+        let needs = Needs {
+            from: BTreeMap::from([(1, 5)]),
+            newer_than: 1,
+            history_from: 1,
+        };
+        let size = wal::DEFAULT_SEGMENT_SIZE;
+        let part = |segno| {
+            WalName::parse(&wal::streamed_name(
+                &wal::segment_name(1, segno, size),
+                0x8000,
+            ))
+            .expect("streamed")
+        };
+        assert!(!needs.needs(&part(4), size), "before every kept backup");
+        assert!(needs.needs(&part(5), size));
+        assert!(needs.needs(&part(9), size));
+    }
 }

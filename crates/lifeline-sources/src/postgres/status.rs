@@ -1,5 +1,6 @@
 //! What `pg status` reports: base backups, the archive per timeline with its gaps, the age of the
-//! newest archived WAL (the data that would be lost right now), and the window PITR can reach.
+//! newest archived WAL (the data that would be lost right now; a part `pg receive-wal` streamed
+//! counts), and the window PITR can reach.
 
 use lifeline_repo::Repository;
 use serde::Serialize;
@@ -56,6 +57,10 @@ fn time_of(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(0))
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
+}
+
+fn age_seconds(stored_at_ms: u64) -> i64 {
+    (chrono::Utc::now().timestamp_millis() - i64::try_from(stored_at_ms).unwrap_or(0)) / 1000
 }
 
 pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
@@ -157,8 +162,7 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
         let at = archive::archived_at(repo, &archive, newest)?;
         status.newest_wal = Some(archive.name(newest));
         status.newest_wal_archived_at = Some(time_of(at));
-        status.newest_wal_age_seconds =
-            Some((chrono::Utc::now().timestamp_millis() - i64::try_from(at).unwrap_or(0)) / 1000);
+        status.newest_wal_age_seconds = Some(age_seconds(at));
         let walk = archive.walk(
             &legs,
             newest_backup.start.segment(newest_backup.segment_size),
@@ -191,6 +195,18 @@ pub fn status(repo: &Repository, system_id: Option<u64>) -> Result<Status> {
                     time_of(archived)
                 },
             );
+            // `pg receive-wal`'s part of the segment after the newest: recovery reads it too, so
+            // only what was written after it was stored is at risk.
+            if let Some((_, part)) = Some(last)
+                .filter(|&l| l == newest && walk.gap.is_none())
+                .and_then(|l| archive.streamed_after(l))
+            {
+                let at = archive::streamed_at(repo, &archive, part)?;
+                status.newest_wal = Some(part.name.clone());
+                status.newest_wal_archived_at = Some(time_of(at));
+                status.newest_wal_age_seconds = Some(age_seconds(at));
+                status.pitr_latest = Some(time_of(at));
+            }
         }
     }
     Ok(status)

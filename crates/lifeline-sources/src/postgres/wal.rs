@@ -1,6 +1,8 @@
 //! WAL archiving: each file PostgreSQL hands to `archive_command` (segments, `.partial`, `.backup`
 //! and `.history` files) becomes one named object `wal/<system id>/<timeline>/<file name>`, so
-//! pushing and fetching touch one object and never the index.
+//! pushing and fetching touch one object and never the index. `pg receive-wal` adds the segment in
+//! progress as `<segment>.partial.<16 hex digits>` (its first that many bytes), which `fetch` falls
+//! back to when the whole segment was never archived.
 
 use std::fmt;
 use std::fs;
@@ -63,6 +65,10 @@ pub enum WalKind {
     Backup,
     /// A timeline history file (`00000002.history`).
     History,
+    /// The first `bytes` of a segment still being written, as `pg receive-wal` stored it
+    /// (`….partial.<16 hex digits>`): the hex digits are fixed-width, so a listing sorts them by how
+    /// much WAL they hold.
+    Streamed { log: u32, seg: u32, bytes: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +89,7 @@ impl WalName {
     pub fn parse(name: &str) -> Result<WalName> {
         let invalid = || {
             Error::Invalid(format!(
-                "{name:?} is not a WAL file name (a segment such as 000000010000000000000003, or a .partial, .backup or .history file)"
+                "{name:?} is not a WAL file name (a segment such as 000000010000000000000003, or a .partial, .backup or .history file, or a streamed .partial.<16 hex digits>)"
             ))
         };
         let (stem, suffix) = match name.split_once('.') {
@@ -116,6 +122,11 @@ impl WalName {
                     segment()?;
                     WalKind::Backup
                 }
+                Some(("partial", bytes)) => {
+                    let bytes = hex16(bytes).ok_or_else(invalid)?;
+                    let (log, seg) = segment()?;
+                    WalKind::Streamed { log, seg, bytes }
+                }
                 _ => return Err(invalid()),
             },
         };
@@ -129,10 +140,12 @@ impl WalName {
         })
     }
 
-    /// The segment number of a segment or partial segment.
+    /// The segment number of a segment or partial segment (cut at a timeline switch, or streamed).
     pub fn segment_number(&self, segment_size: u64) -> Option<u64> {
         match self.kind {
-            WalKind::Segment { log, seg } | WalKind::Partial { log, seg } => {
+            WalKind::Segment { log, seg }
+            | WalKind::Partial { log, seg }
+            | WalKind::Streamed { log, seg, .. } => {
                 Some(u64::from(log) * segments_per_log(segment_size) + u64::from(seg))
             }
             _ => None,
@@ -152,6 +165,18 @@ impl WalName {
             _ => self.segment_number(segment_size),
         }
     }
+}
+
+fn hex16(s: &str) -> Option<u64> {
+    (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(s, 16).ok())
+        .flatten()
+}
+
+/// The file name under which the first `bytes` of segment `segment` (a segment file name) are
+/// stored while it is still being written.
+pub fn streamed_name(segment: &str, bytes: u64) -> String {
+    format!("{segment}.partial.{bytes:016X}")
 }
 
 fn segments_per_log(segment_size: u64) -> u64 {
@@ -178,6 +203,28 @@ pub fn archive_prefix(system_id: u64) -> String {
     format!("wal/{system_id}/")
 }
 
+/// What the long page header that opens every WAL segment says: the cluster it belongs to and the
+/// segment size. `None` when `first_page` does not start with one (a segment file not written yet
+/// is all zeros).
+pub fn segment_header(first_page: &[u8]) -> Option<(u64, u64)> {
+    // XLogLongPageHeaderData: xlp_magic u16, xlp_info u16, xlp_tli u32, xlp_pageaddr u64,
+    // xlp_rem_len u32, padding to 24, xlp_sysid u64, xlp_seg_size u32; in the server's byte order.
+    const XLP_LONG_HEADER: u16 = 0x0002;
+    let info = u16::from_ne_bytes(*first_page.get(2..4)?.first_chunk::<2>()?);
+    let magic = u16::from_ne_bytes(*first_page.first_chunk::<2>()?);
+    if magic == 0 || info & XLP_LONG_HEADER == 0 {
+        return None;
+    }
+    let sysid = u64::from_ne_bytes(*first_page.get(24..32)?.first_chunk::<8>()?);
+    let seg_size = u32::from_ne_bytes(*first_page.get(32..36)?.first_chunk::<4>()?);
+    Some((sysid, u64::from(seg_size)))
+}
+
+/// Whether `size` can be a WAL segment's: a power of two from 1 MiB to 1 GiB.
+pub fn is_segment_size(size: u64) -> bool {
+    size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)
+}
+
 /// The database system identifier from `PGDATA/global/pg_control`, whose first field it is. It
 /// keeps the WAL of two clusters apart even when they share a repository.
 pub fn system_identifier(pgdata: &Path) -> Result<u64> {
@@ -201,11 +248,14 @@ pub fn push(repo: &Repository, pgdata: &Path, path: &Path) -> Result<(String, St
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::Invalid(format!("{} names no WAL file", path.display())))?;
     let name = WalName::parse(file_name)?;
+    if matches!(name.kind, WalKind::Streamed { .. }) {
+        return Err(Error::Invalid(format!(
+            "{file_name} is a name only `pg receive-wal` gives what it stores, not a file PostgreSQL archives"
+        )));
+    }
     let full = pgdata.join(path);
     let size = fs::metadata(&full).map_err(|e| Error::io(&full, e))?.len();
-    if matches!(name.kind, WalKind::Segment { .. })
-        && !(size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size))
-    {
+    if matches!(name.kind, WalKind::Segment { .. }) && !is_segment_size(size) {
         return Err(Error::Invalid(format!(
             "{} is {size} bytes, not a whole WAL segment (a power of two from 1 MiB to 1 GiB); refusing to archive it",
             full.display(),
@@ -223,27 +273,82 @@ pub enum Fetched {
     NotArchived,
 }
 
-/// Restore one WAL file (`restore_command`'s `%f` and `%p`). A file that was never archived is
-/// `NotArchived`; a damaged one is an error.
+/// Restore one WAL file (`restore_command`'s `%f` and `%p`). A segment that was never archived
+/// whole is written from the largest part of it `pg receive-wal` stored, zero-padded to a whole
+/// segment as the server itself leaves one: recovery replays it to its end, up to seconds before
+/// the primary was lost. A file that was never archived is `NotArchived`; a damaged one is an error.
 pub fn fetch(repo: &Repository, pgdata: &Path, file_name: &str, dest: &Path) -> Result<Fetched> {
     let name = WalName::parse(file_name)?;
     let key = object_key(system_identifier(pgdata)?, &name);
-    let object = match repo.get_named(&key) {
-        Ok(object) => object,
-        Err(lifeline_repo::Error::ObjectMissing { .. }) => return Ok(Fetched::NotArchived),
+    let data = match repo.get_named(&key) {
+        Ok(object) => object.data,
+        Err(lifeline_repo::Error::ObjectMissing { .. }) => {
+            match matches!(name.kind, WalKind::Segment { .. })
+                .then(|| newest_streamed(repo, &key))
+                .transpose()?
+                .flatten()
+            {
+                Some(data) => data,
+                None => return Ok(Fetched::NotArchived),
+            }
+        }
         Err(e) => return Err(e.into()),
     };
     let dest = pgdata.join(dest);
     // PostgreSQL may read `%p` as soon as the command exits, never while it is half written.
     let tmp = tmp_path(&dest);
     let written = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&object.data))
+        .and_then(|mut f| f.write_all(&data))
         .and_then(|()| fs::rename(&tmp, &dest));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(Error::io(&dest, e));
     }
-    Ok(Fetched::Written(object.data.len() as u64))
+    Ok(Fetched::Written(data.len() as u64))
+}
+
+/// The keys of the streamed parts of the segment stored under `segment_key`, smallest first.
+pub fn streamed_keys(repo: &Repository, segment_key: &str) -> Result<Vec<String>> {
+    let prefix = format!("{segment_key}.partial.");
+    let mut keys: Vec<String> = repo
+        .storage()
+        .list(&prefix)?
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.get(prefix.len()..).and_then(hex16).is_some())
+        .collect();
+    // Fixed-width hex: sorting the keys sorts by bytes held.
+    keys.sort();
+    Ok(keys)
+}
+
+/// The largest streamed part of the segment under `segment_key` as a whole segment file, if any.
+fn newest_streamed(repo: &Repository, segment_key: &str) -> Result<Option<Vec<u8>>> {
+    // The receiver deletes a part once a larger one is stored: a part listed a moment ago may be
+    // gone, and a larger one is there instead.
+    for _ in 0..3 {
+        let Some(key) = streamed_keys(repo, segment_key)?.pop() else {
+            return Ok(None);
+        };
+        let mut data = match repo.get_named(&key) {
+            Ok(object) => object.data,
+            Err(lifeline_repo::Error::ObjectMissing { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let size = segment_header(&data)
+            .map(|(_, size)| size)
+            .filter(|&size| is_segment_size(size) && size >= data.len() as u64)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{key} does not start with a WAL segment header naming a segment size it fits in"
+                ))
+            })?;
+        data.resize(usize::try_from(size).unwrap_or(usize::MAX), 0);
+        return Ok(Some(data));
+    }
+    Err(Error::Invalid(format!(
+        "the streamed parts of {segment_key} kept changing while they were read; try again"
+    )))
 }
 
 fn tmp_path(dest: &Path) -> PathBuf {
@@ -305,6 +410,21 @@ mod tests {
                 .kind,
             WalKind::Partial { .. }
         ));
+        let streamed =
+            WalName::parse(&streamed_name("0000000200000001000000FE", 0x2A000)).expect("streamed");
+        assert_eq!(
+            streamed.kind,
+            WalKind::Streamed {
+                log: 1,
+                seg: 0xFE,
+                bytes: 0x2A000
+            }
+        );
+        assert_eq!(
+            streamed.name,
+            "0000000200000001000000FE.partial.000000000002A000"
+        );
+        assert_eq!(streamed.segment_of(DEFAULT_SEGMENT_SIZE), Some(256 + 254));
         for bad in [
             "",
             "RECOVERYXLOG",
@@ -313,6 +433,9 @@ mod tests {
             "00000000.history",
             "000000010000000000000002.0000002G.backup",
             "00000001.partial",
+            "000000010000000000000002.partial.123",
+            "000000010000000000000002.partial.000000000000012G",
+            "000000010000000000000002.partial.00000000000001234",
         ] {
             assert!(WalName::parse(bad).is_err(), "{bad:?} must be refused");
         }
@@ -325,6 +448,21 @@ mod tests {
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert_eq!(lsn.segment(DEFAULT_SEGMENT_SIZE), 0x16_B374_D848 >> 24);
         assert!(Lsn::parse("B374D848").is_err());
+    }
+
+    #[test]
+    fn a_segment_header_names_its_cluster_and_segment_size() {
+        let mut page = vec![0u8; 40];
+        assert_eq!(segment_header(&page), None, "a segment not written yet");
+        page[..2].copy_from_slice(&0xD118u16.to_ne_bytes());
+        page[2..4].copy_from_slice(&0x0002u16.to_ne_bytes());
+        page[24..32].copy_from_slice(&7u64.to_ne_bytes());
+        page[32..36].copy_from_slice(&(16u32 << 20).to_ne_bytes());
+        assert_eq!(segment_header(&page), Some((7, 16 << 20)));
+        assert_eq!(segment_header(&page[..30]), None, "too short");
+        page[2..4].copy_from_slice(&0u16.to_ne_bytes());
+        assert_eq!(segment_header(&page), None, "a short page header");
+        assert!(is_segment_size(16 << 20) && !is_segment_size(3 << 20));
     }
 
     #[test]
