@@ -466,6 +466,56 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_never_archived_whole_is_fetched_from_its_largest_part_padded() {
+        use std::sync::Arc;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = Repository::init(
+            Arc::new(lifeline_repo::storage::LocalStorage::new(
+                tmp.path().join("repo"),
+            )),
+            b"pw",
+            1 << 20,
+        )
+        .expect("init");
+        let pgdata = tmp.path().join("pgdata");
+        fs::create_dir_all(pgdata.join("global")).expect("mkdir");
+        fs::write(pgdata.join("global/pg_control"), 7u64.to_ne_bytes()).expect("pg_control");
+        let segment = "000000010000000000000003";
+        let name = WalName::parse(segment).expect("segment");
+        let key = object_key(7, &name);
+        let dest = Path::new("fetched");
+        assert_eq!(
+            fetch(&repo, &pgdata, segment, dest).expect("fetch"),
+            Fetched::NotArchived
+        );
+
+        let mut wal = vec![0u8; 0x2000];
+        wal[..2].copy_from_slice(&0xD118u16.to_ne_bytes());
+        wal[2..4].copy_from_slice(&0x0002u16.to_ne_bytes());
+        wal[24..32].copy_from_slice(&7u64.to_ne_bytes());
+        wal[32..36].copy_from_slice(&(16u32 << 20).to_ne_bytes());
+        wal[0x1000..].fill(0x5A);
+        for bytes in [0x1800, 0x2000] {
+            let part = format!("{key}.partial.{bytes:016X}");
+            repo.put_named(&part, &wal[..bytes], WAL_COMPRESSION)
+                .expect("part");
+        }
+        assert_eq!(
+            fetch(&repo, &pgdata, segment, dest).expect("fetch"),
+            Fetched::Written(DEFAULT_SEGMENT_SIZE)
+        );
+        let fetched = fs::read(pgdata.join(dest)).expect("read");
+        assert_eq!(&fetched[..0x2000], &wal[..], "the largest part");
+        assert!(fetched[0x2000..].iter().all(|&b| b == 0));
+
+        // A part never stands in for a file that is not a segment.
+        assert_eq!(
+            fetch(&repo, &pgdata, "00000002.history", dest).expect("fetch"),
+            Fetched::NotArchived
+        );
+    }
+
+    #[test]
     fn history_files_parse() {
         let h = parse_history(
             "1\t0/3000158\tno recovery target specified\n\n2\t0/5000000\tat restore point \"x\"\n",
