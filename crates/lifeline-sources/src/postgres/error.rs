@@ -61,6 +61,18 @@ pub enum Error {
         log: PathBuf,
         tail: String,
     },
+    #[error("replication slot {slot:?} does not exist on this server: pass --create-slot to create it (then drop it with SELECT pg_drop_replication_slot('{slot}') once the receiver is retired: the server keeps all WAL the slot has not received), or name an existing physical slot with --slot")]
+    SlotMissing { slot: String },
+    #[error("replication slot {slot:?} is a {kind} slot: pg receive-wal needs a physical one; name another with --slot (--create-slot creates a physical slot)")]
+    SlotNotPhysical { slot: String, kind: String },
+    #[error("role {role:?} may not stream WAL: run ALTER ROLE \"{role}\" REPLICATION as a superuser (and allow it a `replication` line in pg_hba.conf), or connect with --db as a role that has it")]
+    NoReplication { role: String },
+    #[error("{} holds WAL of cluster {found}, but the server is cluster {expected}: give each cluster its own --dir", .dir.display())]
+    OtherClusterWal {
+        dir: PathBuf,
+        found: u64,
+        expected: u64,
+    },
     #[error("recovery did not reach {target} within {seconds} s; the server is still running (log: {})", .log.display())]
     RecoveryTimeout {
         target: String,

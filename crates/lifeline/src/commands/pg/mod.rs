@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod dump;
+pub mod receive;
 pub mod restore;
 pub mod status;
 pub mod verify;
@@ -30,6 +31,9 @@ enum PgCommand {
     WalPush(wal::PushArgs),
     /// Restore one WAL file: restore_command = 'lifeline --config FILE pg wal-fetch %f %p'
     WalFetch(wal::FetchArgs),
+    /// Stream WAL on a replication slot (pg_receivewal) and store it as it arrives, the segment in
+    /// progress every few seconds, until SIGTERM or SIGINT
+    ReceiveWal(receive::Args),
     /// Physical base backup (pg_basebackup), full or --incremental
     Backup(backup::Args),
     /// Point-in-time recovery into a new data directory
@@ -63,6 +67,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     match args.command {
         PgCommand::WalPush(a) => wal::push(ctx, a),
         PgCommand::WalFetch(a) => wal::fetch(ctx, a),
+        PgCommand::ReceiveWal(a) => receive::run(ctx, &pg, a),
         PgCommand::Backup(a) => backup::run(ctx, &pg, a),
         PgCommand::Restore(a) => restore::run(ctx, &pg, a),
         PgCommand::Status(a) => status::run(ctx, a),
