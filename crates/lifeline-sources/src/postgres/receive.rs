@@ -100,6 +100,14 @@ pub fn receive(
 ) -> Result<Received> {
     let mut client = tools::connect(request.url)?;
     let major = tools::server_major(&mut client)?;
+    // From 15 on, pg_receivewal starting on an empty directory asks the server where the slot
+    // stands (READ_REPLICATION_SLOT); before, it starts at the server's current position, and the
+    // WAL between the slot and there would silently be missing.
+    if major < 15 {
+        return Err(Error::Invalid(format!(
+            "pg receive-wal needs PostgreSQL 15 or later (this server is {major}): keep archiving with archive_command"
+        )));
+    }
     let system_id = system_identifier(&mut client)?;
     check_role(&mut client)?;
     let slot_exists = check_slot(&mut client, request.slot)?;
