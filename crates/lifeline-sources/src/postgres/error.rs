@@ -61,6 +61,8 @@ pub enum Error {
         log: PathBuf,
         tail: String,
     },
+    #[error("pg receive-wal needs PostgreSQL 15 or later (this server is {major}): keep archiving with archive_command")]
+    ReceiveTooOld { major: u32 },
     #[error("replication slot {slot:?} does not exist on this server: pass --create-slot to create it (then drop it with SELECT pg_drop_replication_slot('{slot}') once the receiver is retired: the server keeps all WAL the slot has not received), or name an existing physical slot with --slot")]
     SlotMissing { slot: String },
     #[error("replication slot {slot:?} is a {kind} slot: pg receive-wal needs a physical one; name another with --slot (--create-slot creates a physical slot)")]

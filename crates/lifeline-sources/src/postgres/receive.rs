@@ -104,9 +104,7 @@ pub fn receive(
     // stands (READ_REPLICATION_SLOT); before, it starts at the server's current position, and the
     // WAL between the slot and there would silently be missing.
     if major < 15 {
-        return Err(Error::Invalid(format!(
-            "pg receive-wal needs PostgreSQL 15 or later (this server is {major}): keep archiving with archive_command"
-        )));
+        return Err(Error::ReceiveTooOld { major });
     }
     let system_id = system_identifier(&mut client)?;
     check_role(&mut client)?;
