@@ -296,8 +296,26 @@ fn receive_store_and_recover_to_the_last_seconds(version: PgVersion) {
     assert_eq!(rows(&server), expected_rows(1..=2));
     drop(server);
 
-    // The parts are WAL objects like the others to check and to pg status.
+    // The parts are WAL objects like the others to check, and to copy: a second repository
+    // recovers as far.
     env.run(&["check", "--read-data"]).assert_success();
+    let copy_repo = env.path("copy");
+    let password = env.path("password");
+    let (r, p) = (s(&copy_repo), s(&password));
+    env.run(&["--repo", r, "--password-file", p, "init"])
+        .assert_success();
+    env.run(&["copy", "--to", r, "--to-password-file", p])
+        .assert_success();
+    let part = format!("{second}.partial.{:016X}", parts(&env, &second)[0]);
+    let copied = copy_repo
+        .join("wal")
+        .join(env.system_id())
+        .join(&second[..8]);
+    assert!(
+        copied.join(&part).exists() && copied.join(&first).exists(),
+        "copy carries {first} and {part}: {:?}",
+        dir_names(&copied)
+    );
 }
 
 #[test]
