@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -24,8 +24,17 @@ use crate::Id;
 /// zstd level 3: zstd's own default, the best size per CPU second on source trees and database pages.
 pub const DEFAULT_COMPRESSION: i32 = 3;
 
-/// Chunks hashed and compressed in parallel while the next batch is read.
-const BATCH_BYTES: usize = 16 << 20;
+/// Bytes of chunks read ahead per core, across every stream the session is chunking at once: each
+/// stream hashes and compresses one batch while it reads the next, so the session holds about twice
+/// the budget. One stream (a `pg_basebackup` tar, a large file) gets it all; parallel readers share
+/// it, so a base backup's memory does not grow with `--jobs` (docs/benchmarks-pg.md, peak RSS).
+/// Four MiB per core is four average file chunks for each core to hash and compress.
+const BATCH_PER_CORE: usize = 4 << 20;
+/// The budget's bounds: enough for a batch to spread over two cores, and not more than a large
+/// machine needs to stay busy.
+const BATCH_BUDGET: (usize, usize) = (8 << 20, 64 << 20);
+/// A batch still spreads over the cores: a few of the largest (4 MiB) file chunks.
+const MIN_BATCH: usize = 2 << 20;
 
 pub struct Writer<'r> {
     /// Announces this session to prune (format.md §13) until the snapshot is stored.
@@ -37,6 +46,9 @@ pub struct Writer<'r> {
     written: Mutex<Vec<PackBlobs>>,
     recovered: Vec<PackBlobs>,
     data_added: AtomicU64,
+    /// Streams being chunked now ([`Writer::add_stream`]), which share `batch_budget`.
+    streams: AtomicUsize,
+    batch_budget: usize,
     pack_size: usize,
     level: i32,
     files_chunker: Chunker,
@@ -51,6 +63,22 @@ fn start_session(repo: &Repository, command: &str) -> Result<Session> {
     let session = Session::start_sealing(repo.shared_storage(), command, epoch)?;
     repo.ensure_keys_fresh()?;
     Ok(session)
+}
+
+/// Counts a stream in [`Writer::streams`] while it is chunked, however `add_stream` returns.
+struct StreamCount<'a>(&'a AtomicUsize);
+
+impl<'a> StreamCount<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        StreamCount(count)
+    }
+}
+
+impl Drop for StreamCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl<'r> Writer<'r> {
@@ -120,6 +148,9 @@ impl<'r> Writer<'r> {
             written: Mutex::new(Vec::new()),
             recovered,
             data_added: AtomicU64::new(0),
+            streams: AtomicUsize::new(0),
+            batch_budget: (rayon::current_num_threads() * BATCH_PER_CORE)
+                .clamp(BATCH_BUDGET.0, BATCH_BUDGET.1),
             pack_size: pack_size.unwrap_or(repo.config().pack_size) as usize,
             level,
             files_chunker: Chunker::new(&gear_key, ChunkProfile::Files),
@@ -234,10 +265,13 @@ impl<'r> Writer<'r> {
             ChunkProfile::Stream => &self.stream_chunker,
         };
         let mut stream = chunker.stream(reader);
+        let _active = StreamCount::enter(&self.streams);
         let mut next_batch = || -> Result<Vec<Vec<u8>>> {
+            let share = self.batch_budget / self.streams.load(Ordering::Relaxed).max(1);
+            let limit = share.max(MIN_BATCH);
             let mut batch = Vec::new();
             let mut bytes = 0;
-            while bytes < BATCH_BYTES {
+            while bytes < limit {
                 match stream.next_chunk().map_err(|e| Error::io(label, e))? {
                     Some(chunk) => {
                         bytes += chunk.len();
