@@ -19,9 +19,9 @@ use std::fs;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::pg::{chown_to_postgres, Cluster, PgVersion};
+use common::pg::{as_postgres, chown_to_postgres, Cluster, PgVersion};
 use common::pitr::*;
-use common::{json_str, json_u64, EXIT_FATAL, EXIT_OK};
+use common::{json_str, json_u64, run, EXIT_FATAL, EXIT_OK};
 
 // ---------------------------------------------------------------------------
 // 1. Archiving under load, a full backup, status, and a deduplicated second backup
@@ -878,4 +878,26 @@ fn restore_drill_pg15() {
 #[test]
 fn restore_drill_pg18() {
     restore_drill(PgVersion::V18);
+}
+
+/// `pg_ctl -D data` (relative) hands PostgreSQL `PGDATA=data`, and PostgreSQL runs archive_command
+/// inside the data directory, where `data` names nothing: every push failed with "No such file".
+#[test]
+fn archiving_works_when_pg_ctl_was_given_a_relative_data_directory() {
+    let env = Env::new(PgVersion::V15, "relative", &[]);
+    let c = &env.cluster;
+    c.stop();
+    let opts = format!("-p {} -k '{}'", c.port, s(&c.socket_dir));
+    let mut start = as_postgres(c.bin("pg_ctl"));
+    start
+        .current_dir(c.dir.parent().unwrap())
+        .arg("-D")
+        .arg(c.dir.file_name().unwrap())
+        .args(["start", "-w", "-l", s(&c.log_file), "-o", &opts]);
+    run(&mut start, None).assert_success();
+    c.psql(TABLE_SQL);
+    let _ = commit_row(c, 1);
+    let segment = switch_wal(c);
+    assert_eq!(archiver_failures(c), 0, "{}", tail(&c.log(), 20));
+    assert!(env.wal_object(&segment).is_file());
 }

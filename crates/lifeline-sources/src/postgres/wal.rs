@@ -225,6 +225,23 @@ pub fn is_segment_size(size: u64) -> bool {
     size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)
 }
 
+/// The data directory `archive_command` and `restore_command` run in. PostgreSQL runs them with
+/// the data directory as the working directory, but its `PGDATA` (lifeline's default for
+/// `--pgdata`) is whatever `pg_ctl -D` was given: a relative one names the directory from where
+/// pg_ctl was started, not from inside it. So a relative `pgdata` that holds no data directory
+/// while the working directory is one means the working directory.
+pub fn command_data_dir(pgdata: &Path) -> PathBuf {
+    let control = |dir: &Path| dir.join("global/pg_control").is_file();
+    if pgdata.is_relative() && !control(pgdata) && control(Path::new(".")) {
+        tracing::debug!(
+            "{} (relative, from PGDATA) holds no data directory; using the working directory, where PostgreSQL runs its commands",
+            pgdata.display()
+        );
+        return PathBuf::from(".");
+    }
+    pgdata.to_path_buf()
+}
+
 /// The database system identifier from `PGDATA/global/pg_control`, whose first field it is. It
 /// keeps the WAL of two clusters apart even when they share a repository.
 pub fn system_identifier(pgdata: &Path) -> Result<u64> {

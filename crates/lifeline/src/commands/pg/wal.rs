@@ -37,7 +37,8 @@ pub struct FetchArgs {
     pgdata: PathBuf,
 }
 
-pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<u8> {
+pub fn push(ctx: &Context, mut args: PushArgs) -> anyhow::Result<u8> {
+    args.pgdata = wal::command_data_dir(&args.pgdata);
     // An earlier run stored this very file: nothing to open, nothing to send.
     if ahead::stored_ahead(&args.pgdata, &args.path) {
         tracing::info!("{} was archived ahead", args.path.display());
@@ -61,7 +62,8 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<u8> {
 /// exist (the next timeline's history, the segment after the last one) and takes 1 as "not here".
 /// Any other failure exits 126, which PostgreSQL treats as fatal: recovery stops at the damaged
 /// object instead of ending early there and promoting a server that silently lacks later commits.
-pub fn fetch(ctx: &Context, args: FetchArgs) -> anyhow::Result<u8> {
+pub fn fetch(ctx: &Context, mut args: FetchArgs) -> anyhow::Result<u8> {
+    args.pgdata = wal::command_data_dir(&args.pgdata);
     let fetched = ctx.open().and_then(|repo| {
         // Refused as every other failure is (exit 126): exit 13 would tell PostgreSQL the file
         // is not archived, and it would end recovery there and promote.
