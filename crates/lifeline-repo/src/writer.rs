@@ -28,11 +28,11 @@ pub const DEFAULT_COMPRESSION: i32 = 3;
 /// stream hashes and compresses one batch while it reads the next, so the session holds about twice
 /// the budget. One stream (a `pg_basebackup` tar, a large file) gets it all; parallel readers share
 /// it, so a base backup's memory does not grow with `--jobs` (docs/benchmarks-pg.md, peak RSS).
-/// Four MiB per core is four average file chunks for each core to hash and compress.
-const BATCH_PER_CORE: usize = 4 << 20;
+/// Two MiB per core is two average file chunks for each core to hash and compress.
+const BATCH_PER_CORE: usize = 2 << 20;
 /// The budget's bounds: enough for a batch to spread over two cores, and not more than a large
 /// machine needs to stay busy.
-const BATCH_BUDGET: (usize, usize) = (8 << 20, 64 << 20);
+const BATCH_BUDGET: (usize, usize) = (4 << 20, 64 << 20);
 /// A batch still spreads over the cores: a few of the largest (4 MiB) file chunks.
 const MIN_BATCH: usize = 2 << 20;
 

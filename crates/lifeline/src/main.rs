@@ -104,16 +104,18 @@ fn configure_workers() {
 }
 
 /// glibc's malloc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB),
-/// after which a backup's megabyte chunks, batches and packs come from per-thread arenas that keep
-/// what was freed: a file-mode base backup peaked at 105 MiB, 68 MiB with the threshold held at
-/// 1 MiB (docs/benchmarks-pg.md, peak RSS). mimalloc was tried and peaked higher (175 MiB).
+/// after which a backup's batches, packs and chunks come from per-thread arenas that keep what was
+/// freed. Held at 2 MiB, blocks that large are mapped and returned when freed: a file-mode base
+/// backup of 0.9 GB peaked at 79 MiB instead of 100 MiB (a streamed one at 89 instead of 133), for
+/// about 0.3 s more system time. At 1 MiB every average chunk was mapped and zeroed, tripling the
+/// system time; mimalloc peaked higher (175 MiB). docs/benchmarks-pg.md has the full-size figures.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn return_large_buffers_to_the_os() {
     // SAFETY: mallopt only sets one of malloc's tunables, before any other thread exists. Its
     // result is not checked: a refusal only leaves glibc's default, which works, with more memory.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
     }
 }
 
