@@ -1,4 +1,5 @@
-# Shared by the install scripts (tools.sh, redis.sh, softhsm.sh): sourced, never run. The caller sets
+# shellcheck shell=bash
+# Shared by the install scripts (tools.sh, redis.sh, softhsm.sh, faultfs.sh): sourced, never run. The caller sets
 # APT_MARKER (a file whose age says when apt's lists were last refreshed) and INSTALLING (what is being
 # installed, for error messages), and sources common.sh (`log`, `die`) first.
 
@@ -69,4 +70,17 @@ apt_unpack() {
 		run dpkg -x "$deb" "$dir"
 	done
 	rm -rf "$stage"
+}
+
+# apt_ensure PACKAGE...: apt_install for a script's own packages, as root, once TOOLS_HOME (the
+# caller's, holding APT_MARKER) exists; nothing to do, and no root needed, when all are installed.
+apt_ensure() {
+	local pkg
+	for pkg in "$@"; do
+		installed "$pkg" && continue
+		((EUID == 0)) || die "installing $INSTALLING needs root"
+		install -d -m 755 "$TOOLS_HOME"
+		apt_install "$@"
+		return
+	done
 }

@@ -24,7 +24,7 @@ source "$SCRIPTS/apt.sh"
 # A real mount, not merely installed packages: a container without /dev/fuse or the right to mount
 # fails here, saying so, rather than in the middle of a test.
 verify() {
-	local dir pid i
+	local dir pid
 	[[ -c /dev/fuse ]] || die "/dev/fuse is missing: this machine cannot mount FUSE file systems"
 	dir=$(mktemp -d)
 	mkdir "$dir/root" "$dir/mnt"
@@ -32,7 +32,7 @@ verify() {
 	echo "2 bad" >"$dir/control"
 	"$VENV/bin/python" "$SCRIPTS/faultfs.py" "$dir/root" "$dir/mnt" "$dir/control" 2>"$dir/log" &
 	pid=$!
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		mountpoint -q "$dir/mnt" && break
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
@@ -52,15 +52,8 @@ verify() {
 }
 
 cmd_install() {
-	local t0=$SECONDS pkg ready=1
-	for pkg in "${APT_PACKAGES[@]}"; do
-		installed "$pkg" || ready=0
-	done
-	if ((!ready)); then
-		((EUID == 0)) || die "installing needs root"
-		install -d -m 755 "$TOOLS_HOME"
-		apt_install "${APT_PACKAGES[@]}"
-	fi
+	local t0=$SECONDS
+	apt_ensure "${APT_PACKAGES[@]}"
 	# A venv is not relocatable: built in place, checked by importing fusepy (which loads libfuse2).
 	if ! "$VENV/bin/python" -c 'import fuse' >/dev/null 2>&1; then
 		log "installing fusepy $FUSEPY_VERSION into $VENV"

@@ -68,17 +68,8 @@ verify() {
 }
 
 cmd_install() {
-	local t0=$SECONDS pkg
-	local ready=1
-	[[ -f $MODULE && -x $PKCS11_TOOL && -x $SOFTHSM_UTIL ]] || ready=0
-	for pkg in "${APT_PACKAGES[@]}"; do
-		installed "$pkg" || ready=0
-	done
-	if ((!ready)); then
-		((EUID == 0)) || die "installing needs root"
-		install -d -m 755 "$TOOLS_HOME"
-		apt_install "${APT_PACKAGES[@]}"
-	fi
+	local t0=$SECONDS
+	apt_ensure "${APT_PACKAGES[@]}"
 	verify
 	log "ready in $((SECONDS - t0))s"
 }
