@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::pg::{as_postgres, chown_to_postgres, lifeline_bin, PgVersion};
+use common::pg::{chown_to_postgres, PgVersion};
 use common::pitr::*;
 use common::{json_str, Out, EXIT_OK};
 
@@ -44,23 +44,8 @@ impl Receiver {
     fn start(env: &Env, args: &[&str]) -> Receiver {
         let stdout = env.path("receiver.out");
         let stderr = env.path("receiver.err");
-        let mut cmd = as_postgres(lifeline_bin());
-        for var in [
-            "LIFELINE_REPO",
-            "LIFELINE_PASSWORD_FILE",
-            "LIFELINE_PASSWORD_COMMAND",
-            "LIFELINE_KEY_FILE",
-            "LIFELINE_KMS_COMMAND",
-            "LIFELINE_CONFIG",
-            "LIFELINE_PG_BIN",
-            "LIFELINE_PG_DB",
-            "LIFELINE_LOG",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("NO_COLOR", "1")
-            .args(["--config", s(&env.cfg), "pg", "receive-wal"])
+        let mut cmd = lifeline_command();
+        cmd.args(["--config", s(&env.cfg), "pg", "receive-wal"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).unwrap())

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,13 @@ pub fn verifybackup(version: PgVersion, dir: &Path) -> Out {
 /// `lifeline ARGS` as the postgres user, with nothing from the test's environment choosing the
 /// repository, key or servers.
 pub fn lifeline(args: &[&str]) -> Out {
+    let mut cmd = lifeline_command();
+    cmd.args(args);
+    run(&mut cmd, None)
+}
+
+/// The command [`lifeline`] runs, with no arguments yet: for a test that runs it in the background.
+pub fn lifeline_command() -> Command {
     let mut cmd = as_postgres(lifeline_bin());
     for var in [
         "LIFELINE_REPO",
@@ -60,12 +68,13 @@ pub fn lifeline(args: &[&str]) -> Out {
         "LIFELINE_CONFIG",
         "LIFELINE_PG_BIN",
         "LIFELINE_PG_DB",
+        "LIFELINE_LOG",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("NO_COLOR", "1").args(args);
-    run(&mut cmd, None)
+    cmd.env("NO_COLOR", "1");
+    cmd
 }
 
 /// A cluster that archives its WAL into a repository with `lifeline pg wal-push`, and the config
