@@ -103,6 +103,12 @@ fn descendants(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The process's arguments, NUL-separated as the kernel keeps them.
+fn cmdline(pid: u32) -> String {
+    String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .into_owned()
+}
+
 fn comm(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -137,7 +143,8 @@ fn start_backup(env: &Env, mode: &str) -> Child {
     cmd.spawn().unwrap()
 }
 
-/// Waits until `child` runs a `pg_basebackup` that has sent some data; its PID.
+/// Waits until `child` runs the `pg_basebackup` that streams the backup; its PID. lifeline first
+/// runs `pg_basebackup --version`, which ends at once: catching that one left nothing to kill.
 fn pg_basebackup_under(child: &mut Child) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -147,7 +154,7 @@ fn pg_basebackup_under(child: &mut Child) -> u32 {
         );
         if let Some(pid) = descendants(child.id())
             .into_iter()
-            .find(|p| comm(*p) == "pg_basebackup")
+            .find(|p| comm(*p) == "pg_basebackup" && !cmdline(*p).contains("--version"))
         {
             return pid;
         }
