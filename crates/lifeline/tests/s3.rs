@@ -1107,8 +1107,15 @@ fn s3_backup_survives_a_garage_node_stopping() {
 #[test]
 fn s3_prune_survives_a_garage_node_stopping_and_check_forget_copy_run_without_it() {
     let (cluster, _guard) = OwnCluster::start();
-    // A proxy that injects nothing counts the prune's requests, to stop the node mid-run.
-    let proxy = fault_proxy::start(fault_proxy::endpoint_addr(&cluster.env.endpoint), 0.0);
+    // A proxy that injects nothing counts the prune's requests, to stop the node mid-run, and
+    // holds each for 100 ms: unslowed, the prune could finish before the node was down.
+    let proxy = fault_proxy::start_with(
+        fault_proxy::endpoint_addr(&cluster.env.endpoint),
+        fault_proxy::Config {
+            delay: Duration::from_millis(100),
+            ..fault_proxy::Config::new(0.0, 0)
+        },
+    );
     let counted = cluster.env.with_endpoint(&proxy.url());
     let repo = S3Repo::new(&counted, &cluster.env.bucket, "node-down-gc");
     repo.init(&["--pack-size", "1"]);

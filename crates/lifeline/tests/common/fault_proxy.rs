@@ -59,6 +59,9 @@ pub struct Config {
     /// Range of the byte budget of a `Cut` (log-uniform, both directions together).
     pub cut_min: u64,
     pub cut_max: u64,
+    /// Added before every request is forwarded, fault or not: slows a run down enough for a test
+    /// to act in the middle of it.
+    pub delay: Duration,
 }
 
 impl Config {
@@ -73,6 +76,7 @@ impl Config {
             stall: Duration::from_secs(3),
             cut_min: 64,
             cut_max: 4 << 20,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -521,6 +525,7 @@ fn pipe_up(conn: &Conn, rng: &mut Rng, config: &Config) {
         first = false;
         if new_request {
             counters.requests.fetch_add(1, Ordering::SeqCst);
+            thread::sleep(config.delay);
             if !conn.cut_pending() && chance(rng, config.probability) {
                 match rng.next_u64() % 4 {
                     0 => {
