@@ -2,7 +2,7 @@
 //! archived by `lifeline pg wal-push` as archive_command (under pgbench load, and from a second
 //! timeline), base backups (full, deduplicated, incremental), `pg status`, and `pg restore` to a
 //! time, an LSN, a transaction, a restore point or the end of a backup, each proven by the exact rows
-//! the recovered server holds. A missing or damaged WAL object is named and stops recovery;
+//! the recovered server holds (with `pg wal-fetch` fetching ahead, as it does by default). A missing or damaged WAL object is named and stops recovery;
 //! pg_verifybackup accepts restored data directories; pgvector answers survive a restore. A restored
 //! server archives nothing unless `--archive-mode preserve` says so; a restore drill that does
 //! archive into the same repository neither blocks nor silently reroutes the original's recovery:
@@ -528,6 +528,94 @@ fn wal_fetch_and_push_pg15() {
 #[test]
 fn wal_fetch_and_push_pg18() {
     wal_fetch_and_push(PgVersion::V18);
+}
+
+/// `pg wal-fetch` starts a worker that fetches the next segments into `pg_wal/lifeline_prefetch`;
+/// PostgreSQL's call for one of them is answered from there, byte for byte what was archived, the
+/// worker moves on as recovery does, and a file the archive lacks empties the queue.
+#[test]
+fn wal_fetch_ahead_pg15() {
+    let env = Env::new(
+        PgVersion::V15,
+        "ahead",
+        &[("checkpoint_timeout", "1h"), ("max_wal_size", "1GB")],
+    );
+    let c = &env.cluster;
+    c.psql(TABLE_SQL);
+    let segments: Vec<String> = (1..=5)
+        .map(|id| {
+            commit_row(c, id);
+            switch_wal(c)
+        })
+        .collect();
+    let original = |name: &str| fs::read(c.dir.join("pg_wal").join(name)).unwrap();
+
+    let scratch = env.path("scratch");
+    for d in ["", "global", "pg_wal"] {
+        let p = scratch.join(d);
+        fs::create_dir_all(&p).unwrap();
+        chown_to_postgres(&p);
+    }
+    fs::copy(
+        c.dir.join("global/pg_control"),
+        scratch.join("global/pg_control"),
+    )
+    .unwrap();
+    chown_to_postgres(&scratch.join("global/pg_control"));
+    let queue = scratch.join("pg_wal/lifeline_prefetch");
+    let fetch = |name: &str, dest: &str, depth: &str| {
+        env.run(&[
+            "pg",
+            "wal-fetch",
+            name,
+            dest,
+            "--pgdata",
+            s(&scratch),
+            "--prefetch",
+            depth,
+        ])
+    };
+    let wait_queued = |names: &[String]| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !names.iter().all(|n| queue.join(n).is_file()) {
+            assert!(
+                Instant::now() < deadline,
+                "{names:?} not all fetched ahead within a minute: the queue holds {:?}",
+                fs::read_dir(&queue)
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            );
+            sleep(Duration::from_millis(50));
+        }
+    };
+
+    // The first call fetches from the repository and queues the next two.
+    fetch(&segments[0], "pg_wal/RECOVERYXLOG", "2").assert_success();
+    assert!(fs::read(scratch.join("pg_wal/RECOVERYXLOG")).unwrap() == original(&segments[0]));
+    wait_queued(&segments[1..3]);
+    for name in &segments[1..3] {
+        assert!(
+            fs::read(queue.join(name)).unwrap() == original(name),
+            "{name} fetched ahead differs from what the server wrote"
+        );
+    }
+
+    // The next call is answered from the queue: its repository object is not even read.
+    fs::remove_file(env.wal_object(&segments[1])).unwrap();
+    fetch(&segments[1], "pg_wal/RECOVERYXLOG", "2").assert_success();
+    assert!(fs::read(scratch.join("pg_wal/RECOVERYXLOG")).unwrap() == original(&segments[1]));
+    assert!(!queue.join(&segments[1]).exists());
+    // ... and the worker moves on with recovery.
+    wait_queued(&segments[2..4]);
+    assert!(fs::read(queue.join(&segments[3])).unwrap() == original(&segments[3]));
+
+    // A file the archive lacks: exit 1, and nothing stays queued.
+    fetch("0000000100000000000000F7", "pg_wal/NEVER", "2").assert_code(EXIT_FATAL);
+    assert!(!queue.exists(), "the queue outlived the end of recovery");
+
+    // --prefetch 0 fetches only what is asked.
+    fetch(&segments[3], "pg_wal/RECOVERYXLOG", "0").assert_success();
+    assert!(fs::read(scratch.join("pg_wal/RECOVERYXLOG")).unwrap() == original(&segments[3]));
+    assert!(!queue.exists(), "--prefetch 0 fetched ahead");
 }
 
 // ---------------------------------------------------------------------------

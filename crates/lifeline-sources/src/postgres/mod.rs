@@ -15,6 +15,7 @@ pub mod datadir;
 pub mod delta;
 pub mod dump;
 mod error;
+pub mod prefetch;
 pub mod receive;
 pub mod recovery;
 pub mod restore;

@@ -311,17 +311,22 @@ pub fn fetch(repo: &Repository, pgdata: &Path, file_name: &str, dest: &Path) -> 
         }
         Err(e) => return Err(e.into()),
     };
-    let dest = pgdata.join(dest);
-    // PostgreSQL may read `%p` as soon as the command exits, never while it is half written.
-    let tmp = tmp_path(&dest);
+    write_atomically(&pgdata.join(dest), &data)?;
+    Ok(Fetched::Written(data.len() as u64))
+}
+
+/// Write `data` to `dest` through a temporary file beside it: PostgreSQL may read `%p` as soon as
+/// the command exits, never while it is half written.
+pub fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
+    let tmp = tmp_path(dest);
     let written = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&data))
-        .and_then(|()| fs::rename(&tmp, &dest));
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|()| fs::rename(&tmp, dest));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::io(&dest, e));
+        return Err(Error::io(dest, e));
     }
-    Ok(Fetched::Written(data.len() as u64))
+    Ok(())
 }
 
 /// The keys of the streamed parts of the segment stored under `segment_key`, smallest first.
@@ -368,9 +373,12 @@ fn newest_streamed(repo: &Repository, segment_key: &str) -> Result<Option<Vec<u8
     )))
 }
 
+/// The suffix of a file `write_atomically` has not finished.
+pub const TMP_SUFFIX: &str = ".lifeline-tmp";
+
 fn tmp_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".lifeline-tmp");
+    name.push(TMP_SUFFIX);
     dest.with_file_name(name)
 }
 
