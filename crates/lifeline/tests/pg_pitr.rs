@@ -435,19 +435,7 @@ fn wal_fetch_and_push(version: PgVersion) {
     let b = switch_wal(c);
     let original_a = fs::read(c.dir.join("pg_wal").join(&a)).unwrap();
 
-    // A scratch directory with the cluster's pg_control, where wal-fetch writes.
-    let scratch = env.path("scratch");
-    for d in ["", "global", "pg_wal"] {
-        let p = scratch.join(d);
-        fs::create_dir_all(&p).unwrap();
-        chown_to_postgres(&p);
-    }
-    fs::copy(
-        c.dir.join("global/pg_control"),
-        scratch.join("global/pg_control"),
-    )
-    .unwrap();
-    chown_to_postgres(&scratch.join("global/pg_control"));
+    let scratch = scratch_data_dir(&env);
     let fetch =
         |name: &str, dest: &str| env.run(&["pg", "wal-fetch", name, dest, "--pgdata", s(&scratch)]);
 
@@ -520,6 +508,20 @@ fn wal_fetch_and_push(version: PgVersion) {
     );
 }
 
+/// A scratch directory with the cluster's pg_control, where wal-fetch writes.
+fn scratch_data_dir(env: &Env) -> std::path::PathBuf {
+    let scratch = env.path("scratch");
+    for d in ["", "global", "pg_wal"] {
+        let p = scratch.join(d);
+        fs::create_dir_all(&p).unwrap();
+        chown_to_postgres(&p);
+    }
+    let control = scratch.join("global/pg_control");
+    fs::copy(env.cluster.dir.join("global/pg_control"), &control).unwrap();
+    chown_to_postgres(&control);
+    scratch
+}
+
 #[test]
 fn wal_fetch_and_push_pg15() {
     wal_fetch_and_push(PgVersion::V15);
@@ -550,18 +552,7 @@ fn wal_fetch_ahead_pg15() {
         .collect();
     let original = |name: &str| fs::read(c.dir.join("pg_wal").join(name)).unwrap();
 
-    let scratch = env.path("scratch");
-    for d in ["", "global", "pg_wal"] {
-        let p = scratch.join(d);
-        fs::create_dir_all(&p).unwrap();
-        chown_to_postgres(&p);
-    }
-    fs::copy(
-        c.dir.join("global/pg_control"),
-        scratch.join("global/pg_control"),
-    )
-    .unwrap();
-    chown_to_postgres(&scratch.join("global/pg_control"));
+    let scratch = scratch_data_dir(&env);
     let queue = scratch.join("pg_wal/lifeline_prefetch");
     let fetch = |name: &str, dest: &str, depth: &str| {
         env.run(&[
