@@ -246,9 +246,11 @@ a smoke run of a minute or two that writes under `bench/work/smoke/` instead.
    pgbench for {env['LOAD_B_SECS']} s more and 1,000 more vectors (load B), `pg_switch_wal()` and a wait until it is
    archived; the primary is then stopped. lifeline: `lifeline --config CFG pg restore --pgdata DIR
    --target-time T --target-action promote --start --port P` (restores the files, starts the server,
-   waits until it is promoted, polling every 250 ms). pgBackRest: `pgbackrest --stanza=bench
+   waits until it is promoted, polling every 250 ms; its `restore_command`, `pg wal-fetch`, fetches the
+   next 8 segments ahead by default). pgBackRest: `pgbackrest --stanza=bench
    --pg1-path=DIR restore --type=time --target=T --target-action=promote`, then `pg_ctl start -w` and a
-   poll of `pg_is_in_recovery()` every 250 ms until it is false. Each restores its own latest backup
+   poll of `pg_is_in_recovery()` every 250 ms until it is false (its `archive-get` is synchronous: the
+   configuration sets no `archive-async`). Each restores its own latest backup
    (lifeline's incremental after the update, pgBackRest's incremental after it). Both restored clusters must hold exactly the rows at T:
    (accounts, history, vectors, sum(abalance), sum of hashtext(embedding::text)) =
    ({', '.join(exp)}), against ({', '.join(lat)}) at the end of load B; the run fails otherwise.
