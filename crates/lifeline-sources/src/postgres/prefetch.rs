@@ -121,8 +121,7 @@ impl Prefetch {
         };
         self.remove_partial();
         let mut fetched = 0;
-        while let Some(next) = self.next_missing() {
-            let (name, segment_size) = next;
+        while let Some((name, segment_size)) = self.next_missing() {
             let key = wal::object_key(system_id, &WalName::parse(&name)?);
             let data = match repo.get_named(&key) {
                 Ok(object) => object.data,
