@@ -2,11 +2,12 @@
 //! archived by `lifeline pg wal-push` as archive_command (under pgbench load, and from a second
 //! timeline), base backups (full, deduplicated, incremental), `pg status`, and `pg restore` to a
 //! time, an LSN, a transaction, a restore point or the end of a backup, each proven by the exact rows
-//! the recovered server holds (with `pg wal-fetch` fetching ahead, as it does by default). A missing or damaged WAL object is named and stops recovery;
-//! pg_verifybackup accepts restored data directories; pgvector answers survive a restore. A restored
-//! server archives nothing unless `--archive-mode preserve` says so; a restore drill that does
-//! archive into the same repository neither blocks nor silently reroutes the original's recovery:
-//! when two histories follow a backup, a target after the fork needs `--target-timeline`.
+//! the recovered server holds (with `pg wal-fetch` fetching ahead, as it does by default). A
+//! missing or damaged WAL object is named and stops recovery; pg_verifybackup accepts restored data
+//! directories; pgvector answers survive a restore. A restored server archives nothing unless
+//! `--archive-mode preserve` says so; a restore drill that does archive into the same repository
+//! neither blocks nor silently reroutes the original's recovery: when two histories follow a
+//! backup, a target after the fork needs `--target-timeline`.
 //!
 //! Every lifeline command and every server runs as the `postgres` OS user, as PostgreSQL's own
 //! archive_command and restore_command do. Needs `scripts/postgres.sh install` and
@@ -420,12 +421,7 @@ fn missing_wal_pg18() {
 // ---------------------------------------------------------------------------
 
 fn wal_fetch_and_push(version: PgVersion) {
-    // Segments stay in pg_wal (no checkpoint recycles them), so the archive can be compared with them.
-    let env = Env::new(
-        version,
-        "fetch",
-        &[("checkpoint_timeout", "1h"), ("max_wal_size", "1GB")],
-    );
+    let env = Env::new(version, "fetch", KEEP_WAL);
     let c = &env.cluster;
     c.psql(TABLE_SQL);
     env.backup(&c.url(), &[]);
@@ -537,11 +533,7 @@ fn wal_fetch_and_push_pg18() {
 /// worker moves on as recovery does, and a file the archive lacks empties the queue.
 #[test]
 fn wal_fetch_ahead_pg15() {
-    let env = Env::new(
-        PgVersion::V15,
-        "ahead",
-        &[("checkpoint_timeout", "1h"), ("max_wal_size", "1GB")],
-    );
+    let env = Env::new(PgVersion::V15, "ahead", KEEP_WAL);
     let c = &env.cluster;
     c.psql(TABLE_SQL);
     let segments: Vec<String> = (1..=5)

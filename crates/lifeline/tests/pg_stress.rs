@@ -32,11 +32,7 @@ fn switch_wal_now(c: &common::pg::Cluster) -> String {
 
 #[test]
 fn archiving_resumes_with_no_gap_after_the_repository_was_unreachable() {
-    let env = Env::new(
-        PgVersion::V15,
-        "unreachable",
-        &[("checkpoint_timeout", "1h"), ("max_wal_size", "1GB")],
-    );
+    let env = Env::new(PgVersion::V15, "unreachable", KEEP_WAL);
     let c = &env.cluster;
     c.psql(TABLE_SQL);
     env.backup(&c.url(), &[]);

@@ -228,6 +228,10 @@ impl Env {
 // Rows committed one by one, and the WAL that carries them to the archive
 // ---------------------------------------------------------------------------
 
+/// Server settings under which segments stay in `pg_wal` (no checkpoint recycles them), so a test
+/// can compare the archive with them.
+pub const KEEP_WAL: &[(&str, &str)] = &[("checkpoint_timeout", "1h"), ("max_wal_size", "1GB")];
+
 pub const TABLE_SQL: &str = "CREATE TABLE pitr (id int PRIMARY KEY, val text NOT NULL)";
 
 pub fn row_value(id: u32) -> String {
